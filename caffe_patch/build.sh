@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# Build BVLC Caffe (pinned commit 99bd997) with hotcold's patches for the
+# Python of the project's virtual environment, into a cache prefix keyed by
+# source version + patch hash + build options. The only way hotcold builds
+# Caffe: scripts/setup.sh, CI and the Dockerfile all call this script.
+#
+# usage: caffe_patch/build.sh [--source DIR|TARBALL] [--cuda] [--cpu]
+#                             [--cuda-arch "70 75 80 86 89 90"] [--force]
+#                             [--venv DIR] [--jobs N] [--no-apt]
+set -euo pipefail
+
+readonly CAFFE_COMMIT=99bd99795dcdf0b1d3086a8d67ab1782a8a08383
+readonly CAFFE_VERSION=1.0.0+git20180821.99bd997
+readonly CAFFE_GIT_URL=https://github.com/BVLC/caffe.git
+readonly DEBIAN_SRC_VERSION=1.0.0+git20180821.99bd997-8
+readonly DEBIAN_SRC_SUITE=bullseye
+readonly DEBIAN_ORIG_TARBALL=caffe_1.0.0+git20180821.99bd997.orig.tar.gz
+readonly DEBIAN_ORIG_SHA256=e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+
+source_arg=""
+mode=auto
+cuda_arch="70 75 80 86 89 90"
+force=0
+venv="$repo/.venv"
+jobs=$(nproc 2>/dev/null || echo 2)
+use_apt=1
+
+die() { echo "caffe_patch/build.sh: error: $*" >&2; exit 1; }
+say() { echo "[caffe build] $*" >&2; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --source) source_arg=${2:?--source needs a directory or tarball}; shift 2 ;;
+    --cuda) mode=cuda; shift ;;
+    --cpu) mode=cpu; shift ;;
+    --cuda-arch) cuda_arch=${2:?--cuda-arch needs a list such as "70 80 90"}; shift 2 ;;
+    --force) force=1; shift ;;
+    --venv) venv=${2:?--venv needs a directory}; shift 2 ;;
+    --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
+    --no-apt) use_apt=0; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+done
+
+python="$venv/bin/python"
+[ -x "$python" ] || die "no Python virtual environment at $venv; create it first: python3 -m venv $venv && $venv/bin/pip install numpy"
+"$python" -c "import numpy" 2>/dev/null \
+  || die "numpy is missing from $venv; install it first: $python -m pip install numpy"
+
+if [ "$mode" = auto ]; then
+  if command -v nvcc >/dev/null 2>&1 && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    mode=cuda
+  else
+    mode=cpu
+  fi
+fi
+
+# ---- the cache key --------------------------------------------------------
+py_tag=$("$python" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+np_major=$("$python" -c 'import numpy; print(numpy.__version__.split(".")[0])')
+patch_hash=$(cat "$here"/patches/*.patch | sha256sum | cut -c1-16)
+options="mode=$mode"
+[ "$mode" = cuda ] && options="$options arch=$cuda_arch"
+key_text="caffe=$CAFFE_VERSION patches=$patch_hash $options python=$py_tag numpy=$np_major"
+key=$(printf '%s' "$key_text" | sha256sum | cut -c1-16)
+cache_root=${HOTCOLD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hotcold}
+prefix="$cache_root/caffe/$key"
+
+site=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+link_into_venv() {
+  # A .pth file makes `import caffe` work in the venv without PYTHONPATH.
+  printf '%s\n' "$prefix/python" > "$site/hotcold_caffe.pth"
+  say "pycaffe: $prefix/python (linked into $venv by $site/hotcold_caffe.pth)"
+  echo "$prefix/python"
+}
+
+if [ "$force" = 0 ] && [ -f "$prefix/.complete" ]; then
+  say "cached build found ($key_text)"
+  link_into_venv
+  exit 0
+fi
+
+# ---- system packages ------------------------------------------------------
+apt_packages=(build-essential cmake patch ca-certificates git
+  libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
+  libgflags-dev libgoogle-glog-dev libhdf5-dev liblmdb-dev libopenblas-dev
+  libprotobuf-dev protobuf-compiler)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$use_apt" = 1 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing build dependencies with apt: ${missing[*]}"
+    as_root apt-get update -qq || die "apt-get update failed (not root and no sudo?); install as root: apt-get install ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get install failed; install these packages yourself: ${missing[*]}"
+  else
+    die "missing build dependencies and no apt-get to install them: ${missing[*]}"
+  fi
+fi
+command -v g++ >/dev/null || die "no C++ compiler (g++); install build-essential"
+if [ "$mode" = cuda ]; then
+  command -v nvcc >/dev/null || die "--cuda given but nvcc is not on PATH; install the CUDA toolkit or build with --cpu"
+fi
+
+# ---- the pinned source ----------------------------------------------------
+work="$cache_root/caffe/$key.build"
+rm -rf "$work"
+mkdir -p "$work/src"
+src="$work/src"
+
+fetch_local() {
+  if [ -d "$source_arg" ]; then
+    [ -f "$source_arg/CMakeLists.txt" ] && [ -f "$source_arg/src/caffe/net.cpp" ] \
+      || die "--source $source_arg does not look like a Caffe source tree (no CMakeLists.txt / src/caffe/net.cpp)"
+    if git -C "$source_arg" rev-parse HEAD >/dev/null 2>&1; then
+      local head
+      head=$(git -C "$source_arg" rev-parse HEAD)
+      [ "$head" = "$CAFFE_COMMIT" ] || die "--source $source_arg is at commit $head, not the pinned $CAFFE_COMMIT"
+      git -C "$source_arg" archive "$CAFFE_COMMIT" | tar -x -C "$src"
+      echo "local git checkout $source_arg at $CAFFE_COMMIT"
+    else
+      cp -a "$source_arg"/. "$src"/
+      echo "local directory $source_arg (not a git checkout: verified by the patches applying)"
+    fi
+  elif [ -f "$source_arg" ]; then
+    local sum
+    sum=$(sha256sum "$source_arg" | cut -d' ' -f1)
+    [ "$sum" = "$DEBIAN_ORIG_SHA256" ] || die "--source $source_arg has sha256 $sum, not the pinned $DEBIAN_ORIG_SHA256"
+    tar -xzf "$source_arg" -C "$src"
+    echo "local tarball $source_arg (sha256 verified)"
+  else
+    die "--source $source_arg is neither a directory nor a file"
+  fi
+}
+
+fetch_git() {
+  command -v git >/dev/null || return 1
+  timeout 30 git ls-remote "$CAFFE_GIT_URL" >/dev/null 2>&1 || return 1
+  say "cloning $CAFFE_GIT_URL"
+  git clone -q "$CAFFE_GIT_URL" "$work/git" || return 1
+  git -C "$work/git" -c advice.detachedHead=false checkout -q "$CAFFE_COMMIT" || return 1
+  [ "$(git -C "$work/git" rev-parse HEAD)" = "$CAFFE_COMMIT" ] || return 1
+  git -C "$work/git" archive "$CAFFE_COMMIT" | tar -x -C "$src"
+  rm -rf "$work/git"
+  echo "git clone of $CAFFE_GIT_URL at $CAFFE_COMMIT"
+}
+
+debian_mirror() {
+  # The machine's own Debian archive URI (never a hard-coded host): the first
+  # URI of an enabled 'deb' entry that is not the security archive.
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' "$f"
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      { types = ""; uris = ""; enabled = "yes"
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^Types:/) types = $i
+          if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+          if ($i ~ /^Enabled:[ \t]*no/) enabled = "no"
+        }
+        if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled == "yes") { split(uris, u, /[ \t]+/); print u[1] } }' "$f"
+  done | grep -v -- '-security' | grep -v 'security\.' | head -1
+}
+
+fetch_apt_source() {
+  command -v apt-get >/dev/null || return 1
+  command -v dpkg-source >/dev/null || return 1
+  local mirror keyring
+  mirror=$(debian_mirror)
+  [ -n "$mirror" ] || return 1
+  keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  [ -f "$keyring" ] || return 1
+  local apt_dir="$work/apt"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/dl"
+  printf 'deb-src [signed-by=%s] %s %s main\n' "$keyring" "$mirror" "$DEBIAN_SRC_SUITE" > "$apt_dir/sources.list"
+  local opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=/dev/null"
+              -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache::Archives=$apt_dir/archives"
+              -o "APT::Sandbox::User=root")
+  say "fetching Debian source package caffe $DEBIAN_SRC_VERSION ($DEBIAN_SRC_SUITE) from $mirror"
+  apt-get -qq "${opts[@]}" update >/dev/null 2>&1 || return 1
+  (cd "$apt_dir/dl" && apt-get -qq "${opts[@]}" source --download-only "caffe=$DEBIAN_SRC_VERSION" >/dev/null 2>&1) || return 1
+  local tarball="$apt_dir/dl/$DEBIAN_ORIG_TARBALL" sum
+  [ -f "$tarball" ] || return 1
+  sum=$(sha256sum "$tarball" | cut -d' ' -f1)
+  [ "$sum" = "$DEBIAN_ORIG_SHA256" ] || die "Debian source tarball has sha256 $sum, expected $DEBIAN_ORIG_SHA256"
+  # The upstream tarball only: Debian's own packaging patches are not applied.
+  tar -xzf "$tarball" -C "$src"
+  rm -rf "$apt_dir"
+  echo "Debian source package caffe $DEBIAN_SRC_VERSION ($DEBIAN_SRC_SUITE, $mirror), upstream tarball sha256 verified"
+}
+
+if [ -n "$source_arg" ]; then
+  origin=$(fetch_local)
+elif origin=$(fetch_git); then
+  :
+elif origin=$(fetch_apt_source); then
+  :
+else
+  die "could not obtain the Caffe source: no --source given, $CAFFE_GIT_URL unreachable, and 'apt-get source caffe=$DEBIAN_SRC_VERSION' failed (no Debian mirror in /etc/apt, or no network). Download $DEBIAN_ORIG_TARBALL or clone BVLC/caffe at $CAFFE_COMMIT elsewhere and pass --source"
+fi
+say "source: $origin"
+
+for p in "$here"/patches/*.patch; do
+  patch -d "$src" -p1 -s --forward < "$p" || die "patch $(basename "$p") does not apply to the source ($origin)"
+done
+
+# ---- configure, build, install --------------------------------------------
+py_include=$("$python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+py_libdir=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+py_ldlib=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("LDLIBRARY"))')
+cmake_args=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix"
+  -DCMAKE_INSTALL_RPATH="$prefix/lib" -DBLAS=Open -Dpython_version=3
+  -DUSE_LEVELDB=OFF -DUSE_OPENCV=OFF -DBUILD_docs=OFF
+  -DPYTHON_EXECUTABLE="$python" -DPYTHON_INCLUDE_DIR="$py_include"
+  -DPYTHON_LIBRARY="$py_libdir/$py_ldlib" -Wno-dev)
+if [ "$mode" = cuda ]; then
+  # The pinned source predates cuDNN 8's API, so cuDNN stays off.
+  cmake_args+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DCUDA_ARCH_NAME=Manual
+    -DCUDA_ARCH_BIN="$cuda_arch" -DCUDA_ARCH_PTX="${cuda_arch##* }")
+else
+  cmake_args+=(-DCPU_ONLY=ON)
+fi
+
+say "configuring ($options, $py_tag) in $work/build"
+mkdir -p "$work/build"
+start=$(date +%s)
+(cd "$work/build" && cmake "$src" "${cmake_args[@]}" > "$work/cmake.log" 2>&1) \
+  || die "cmake failed; see $work/cmake.log"
+say "building with $jobs jobs (a few minutes; log: $work/make.log)"
+(cd "$work/build" && make -j"$jobs" caffe pycaffe > "$work/make.log" 2>&1) \
+  || { tail -20 "$work/make.log" >&2; die "make failed; see $work/make.log"; }
+rm -rf "$prefix"
+(cd "$work/build" && make install > "$work/install.log" 2>&1) || die "make install failed; see $work/install.log"
+elapsed=$(( $(date +%s) - start ))
+
+cat > "$prefix/BUILDINFO" <<EOF
+source: $origin
+caffe_version: $CAFFE_VERSION
+caffe_commit: $CAFFE_COMMIT
+patch_hash: $patch_hash
+patches: $(cd "$here/patches" && ls *.patch | tr '\n' ' ')
+mode: $mode
+blas: OpenBLAS
+cuda_arch: $([ "$mode" = cuda ] && echo "$cuda_arch" || echo none)
+python: $py_tag
+numpy_major: $np_major
+build_seconds: $elapsed
+built_at: $(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+touch "$prefix/.complete"
+rm -rf "$work"
+say "built in ${elapsed}s into $prefix"
+link_into_venv

@@ -1,0 +1,24 @@
+"""Data sets of the paper's experiments: MNIST (Sec. 5.2)."""
+from hotcold.data.mnist import (
+    MNIST_DIR_ENV,
+    MNIST_FILES,
+    MNIST_MIRRORS,
+    MnistData,
+    MnistDownloadError,
+    default_cache_dir,
+    find_mnist_source,
+    load_mnist,
+    read_idx,
+)
+
+__all__ = [
+    "MNIST_DIR_ENV",
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "MnistData",
+    "MnistDownloadError",
+    "default_cache_dir",
+    "find_mnist_source",
+    "load_mnist",
+    "read_idx",
+]
