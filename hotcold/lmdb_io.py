@@ -59,7 +59,9 @@ class DatumLmdbAppender:
     or not at all, even if the process dies; reopening the same path continues
     where the last completed chunk left off (see :meth:`keys`). Keys must be
     unique: appending a key that is already stored raises ``ValueError`` and
-    stores nothing of that chunk.
+    stores nothing of that chunk. LMDB forbids opening one database twice in a
+    process, so while an appender is open, read its state through it (``len``,
+    ``in``, :meth:`keys`), not with :func:`read_datum_lmdb`.
 
     Parameters
     ----------
@@ -151,7 +153,9 @@ class DatumLmdbAppender:
             if not isinstance(key, str) or not key or not key.isascii():
                 raise ValueError(f"keys must be non-empty ASCII str, got {key!r}")
             if len(key) > self._max_key:
-                raise ValueError(f"key {key!r} is longer than LMDB's limit of {self._max_key} bytes")
+                raise ValueError(
+                    f"key {key!r} is longer than LMDB's limit of {self._max_key} bytes"
+                )
         repeated = [key for key, count in Counter(keys).items() if count > 1]
         if repeated:
             raise ValueError(f"keys must be unique, but {repeated[:5]} occur more than once")
@@ -289,7 +293,7 @@ def read_datum_lmdb(path: PathLike) -> DatumArrays:
     """
     pb2 = caffe_pb2()
     with _open_readonly(path) as env, env.begin() as txn:
-        n = int(env.stat()["entries"])
+        n = int(txn.stat()["entries"])  # of this snapshot, even while an appender writes
         images: np.ndarray | None = None
         labels = np.empty(n, dtype=np.int64)
         keys: list[str] = []
@@ -434,7 +438,9 @@ def _records(pb2: ModuleType, txn: lmdb.Transaction) -> Iterator[tuple[str, np.n
         if shape is None:
             shape = chw.shape
         elif chw.shape != shape:
-            raise ValueError(f"record {key.decode()!r} has shape {chw.shape}, earlier records {shape}")
+            raise ValueError(
+                f"record {key.decode()!r} has shape {chw.shape}, earlier records {shape}"
+            )
         yield key.decode("ascii"), chw, label
 
 

@@ -83,7 +83,8 @@ def test_iter_in_batches(tmp_path: Path) -> None:
 
 def test_custom_keys_are_read_in_key_order(tmp_path: Path) -> None:
     images = make_images(3, (2, 2), seed=3)
-    got = read_datum_lmdb(write_datum_lmdb(tmp_path / "db", images, [0, 1, 2], keys=["b", "c", "a"]))
+    path = write_datum_lmdb(tmp_path / "db", images, [0, 1, 2], keys=["b", "c", "a"])
+    got = read_datum_lmdb(path)
     assert got.keys == ["a", "b", "c"]
     np.testing.assert_array_equal(got.images, images[[2, 0, 1]])
 
@@ -93,7 +94,9 @@ def test_key_width_grows_past_1e8() -> None:
     assert lmdb_io._key_width(10**8 + 1) == 9
 
 
-def test_failed_write_leaves_nothing_at_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_nothing_at_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
     original = DatumLmdbAppender._append_chw
 
@@ -105,7 +108,9 @@ def test_failed_write_leaves_nothing_at_path(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(DatumLmdbAppender, "_append_chw", crash_on_second_chunk)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        write_datum_lmdb(tmp_path / "db", make_images(30, (3, 3), 4), np.zeros(30, int), commit_every=10)
+        write_datum_lmdb(
+            tmp_path / "db", make_images(30, (3, 3), 4), np.zeros(30, int), commit_every=10
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -133,22 +138,25 @@ def test_overwrite_refuses_non_lmdb_directory(tmp_path: Path) -> None:
     assert (tmp_path / "db" / "notes.txt").exists()
 
 
+TWO = np.zeros((2, 3, 3), np.uint8)
+
+
 @pytest.mark.parametrize(
     ("images", "labels", "kwargs", "error", "match"),
     [
         (np.zeros((2, 3, 3), np.float32), [0, 1], {}, TypeError, "must be uint8"),
         ([[[0]]], [0], {}, TypeError, "numpy array"),
         (np.zeros((2, 3), np.uint8), [0, 1], {}, ValueError, "N x H x W"),
-        (np.zeros((2, 3, 3), np.uint8), [0], {}, ValueError, "one integer per image"),
-        (np.zeros((2, 3, 3), np.uint8), [0.0, 1.0], {}, TypeError, "labels must be integers"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 2**31], {}, ValueError, "int32"),
+        (TWO, [0], {}, ValueError, "one integer per image"),
+        (TWO, [0.0, 1.0], {}, TypeError, "labels must be integers"),
+        (TWO, [0, 2**31], {}, ValueError, "int32"),
         (np.zeros((0, 3, 3), np.uint8), [], {}, ValueError, "empty"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 1], {"keys": ["a", "a"]}, ValueError, "unique"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 1], {"keys": ["a"]}, ValueError, "one key per image"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 1], {"keys": ["a", ""]}, ValueError, "non-empty ASCII"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 1], {"keys": ["a", "é"]}, ValueError, "non-empty ASCII"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 1], {"keys": ["a", "b" * 600]}, ValueError, "limit of 511"),
-        (np.zeros((2, 3, 3), np.uint8), [0, 1], {"commit_every": 0}, ValueError, "commit_every"),
+        (TWO, [0, 1], {"keys": ["a", "a"]}, ValueError, "unique"),
+        (TWO, [0, 1], {"keys": ["a"]}, ValueError, "one key per image"),
+        (TWO, [0, 1], {"keys": ["a", ""]}, ValueError, "non-empty ASCII"),
+        (TWO, [0, 1], {"keys": ["a", "é"]}, ValueError, "non-empty ASCII"),
+        (TWO, [0, 1], {"keys": ["a", "b" * 600]}, ValueError, "limit of 511"),
+        (TWO, [0, 1], {"commit_every": 0}, ValueError, "commit_every"),
     ],
 )
 def test_write_rejects_bad_input(tmp_path: Path, images, labels, kwargs, error, match) -> None:
@@ -319,11 +327,23 @@ def test_lenet_prototxts_parse_with_caffe_settings() -> None:
         assert t == d, name
 
     assert solver.net == "NET_PROTOTXT"
-    assert (solver.base_lr, solver.momentum, solver.weight_decay) == pytest.approx((0.01, 0.9, 0.0005))
+    assert (solver.base_lr, solver.momentum, solver.weight_decay) == pytest.approx(
+        (0.01, 0.9, 0.0005)
+    )
     assert (solver.lr_policy, solver.gamma, solver.power) == ("inv", pytest.approx(1e-4), 0.75)
     assert (solver.display, solver.max_iter, solver.snapshot) == (100, 10000, 5000)
     assert (solver.test_iter[0], solver.test_interval) == (100, 500)
     assert solver.solver_mode == pb2.SolverParameter.CPU
+
+
+def fill_placeholders(template: Path, target: Path, **values: Path) -> Path:
+    """Write ``template`` to ``target`` with each placeholder NAME replaced by its path."""
+    text = template.read_text()
+    for name, value in values.items():
+        assert name in text, name
+        text = text.replace(name, str(value))
+    target.write_text(text)
+    return target
 
 
 def test_lenet_deploy_net_blobs(caffe: ModuleType) -> None:
@@ -357,10 +377,11 @@ def test_lenet_train_test_net_reads_our_lmdbs_and_shares_weights(
     labels = np.arange(150) % 10
     write_datum_lmdb(tmp_path / "train", images[:100], labels[:100])
     write_datum_lmdb(tmp_path / "test", images[100:], labels[100:])
-    text = (PROTOTXT / "lenet_train_test.prototxt").read_text()
-    net_path = tmp_path / "train_test.prototxt"
-    net_path.write_text(
-        text.replace("TRAIN_LMDB", str(tmp_path / "train")).replace("TEST_LMDB", str(tmp_path / "test"))
+    net_path = fill_placeholders(
+        PROTOTXT / "lenet_train_test.prototxt",
+        tmp_path / "train_test.prototxt",
+        TRAIN_LMDB=tmp_path / "train",
+        TEST_LMDB=tmp_path / "test",
     )
     test_net = caffe.Net(str(net_path), caffe.TEST)
     test_net.forward()
@@ -385,17 +406,17 @@ def test_lenet_solver_builds(caffe: ModuleType, tmp_path: Path) -> None:
     images = make_images(20, (28, 28), seed=15)
     for split in ("train", "test"):
         write_datum_lmdb(tmp_path / split, images, np.arange(20) % 10)
-    net_path = tmp_path / "train_test.prototxt"
-    net_path.write_text(
-        (PROTOTXT / "lenet_train_test.prototxt").read_text()
-        .replace("TRAIN_LMDB", str(tmp_path / "train"))
-        .replace("TEST_LMDB", str(tmp_path / "test"))
+    net_path = fill_placeholders(
+        PROTOTXT / "lenet_train_test.prototxt",
+        tmp_path / "train_test.prototxt",
+        TRAIN_LMDB=tmp_path / "train",
+        TEST_LMDB=tmp_path / "test",
     )
-    solver_path = tmp_path / "solver.prototxt"
-    solver_path.write_text(
-        (PROTOTXT / "lenet_solver.prototxt").read_text()
-        .replace("NET_PROTOTXT", str(net_path))
-        .replace("SNAPSHOT_PREFIX", str(tmp_path / "lenet"))
+    solver_path = fill_placeholders(
+        PROTOTXT / "lenet_solver.prototxt",
+        tmp_path / "solver.prototxt",
+        NET_PROTOTXT=net_path,
+        SNAPSHOT_PREFIX=tmp_path / "lenet",
     )
     solver = caffe.SGDSolver(str(solver_path))
     assert solver.net.blobs["data"].data.shape == (64, 1, 28, 28)

@@ -114,7 +114,8 @@ def test_source_md5_mismatch_names_file_and_both_md5s(tmp_path: Path) -> None:
     root = fake_mnist_dir(tmp_path / "m")
     actual = hashlib.md5(b"not mnist").hexdigest()
     expected = MNIST_FILES["train-images-idx3-ubyte.gz"]
-    with pytest.raises(ValueError, match=rf"train-images-idx3-ubyte.gz.*{actual}.*{expected}.*fresh copy"):
+    pattern = rf"train-images-idx3-ubyte.gz.*{actual}.*{expected}.*fresh copy"
+    with pytest.raises(ValueError, match=pattern):
         find_mnist_source(root)
 
 

@@ -1,0 +1,66 @@
+"""Session fixtures: real MNIST and a LeNet trained on it with the real patched Caffe.
+
+The LeNet is trained once per test session (a few hundred solver iterations
+on real MNIST images, Caffe's LeNet solver), then shared by every test that
+needs a trained network, e.g. the line-search minimality tests.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LENET_ITERATIONS = 400
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The verified MNIST copy named by HOTCOLD_MNIST_DIR (CI sets it)."""
+    source = os.environ.get("HOTCOLD_MNIST_DIR")
+    if not source:
+        pytest.skip("HOTCOLD_MNIST_DIR is not set; point it at the four MNIST IDX .gz files")
+    from hotcold.data.mnist import load_mnist
+
+    return load_mnist(source)
+
+
+@pytest.fixture(scope="session")
+def mnist_lmdbs(mnist, tmp_path_factory) -> dict[str, Path]:
+    """10K training and 2K test images as Caffe LMDBs."""
+    from hotcold.lmdb_io import write_datum_lmdb
+
+    root = tmp_path_factory.mktemp("mnist_lmdb")
+    paths = {"train": root / "train.lmdb", "test": root / "test.lmdb"}
+    write_datum_lmdb(paths["train"], mnist.train_images[:10000], mnist.train_labels[:10000])
+    write_datum_lmdb(paths["test"], mnist.test_images[:2000], mnist.test_labels[:2000])
+    return paths
+
+
+@pytest.fixture(scope="session")
+def lenet_weights(mnist_lmdbs, tmp_path_factory) -> Path:
+    """A LeNet trained for LENET_ITERATIONS iterations on real MNIST images."""
+    from hotcold.models import load_model
+    from hotcold.train import train
+
+    out = tmp_path_factory.mktemp("lenet")
+    result = train(load_model("lenet"), out, train_lmdb=mnist_lmdbs["train"], test_lmdb=mnist_lmdbs["test"],
+                   seed=1, max_iter=LENET_ITERATIONS, snapshot_every=LENET_ITERATIONS)
+    return Path(result.weights)
+
+
+@pytest.fixture(scope="session")
+def lenet(lenet_weights):
+    """The trained LeNet as a CaffeClassifier (logits blob ip2, input scale 1/256)."""
+    from hotcold.models import load_model
+
+    return load_model("lenet").classifier(lenet_weights, batch_size=500)
+
+
+@pytest.fixture(scope="session")
+def correct_test_digits(lenet, mnist):
+    """The first 60 MNIST test images the trained LeNet classifies correctly, and their labels."""
+    images, labels = mnist.test_images[:200], mnist.test_labels[:200].astype(np.int64)
+    ok = lenet.classify(images) == labels
+    return images[ok][:60], labels[ok][:60]
