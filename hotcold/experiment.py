@@ -419,7 +419,9 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
                     result = train(model, stage.dir / ts.name / f"{net}_order{o}", train_lmdb=mix,
                                    test_lmdb=data["test_lmdb"], seed=seed, max_iter=exp.finetune.iterations,
                                    init_weights=weights, lr_schedule=exp.finetune.lr_schedule,
-                                   base_iter=exp.train.iterations, snapshot_every=exp.train.snapshot_every,
+                                   base_iter=(exp.train.iterations if exp.finetune.lr_schedule == "continue"
+                                              else None),
+                                   snapshot_every=exp.train.snapshot_every,
                                    progress=progress, device=exp.device)
                     tuned[tag] = {"weights": str(result.weights), "set": ts.name, "base": net,
                                   "train_images": len(keys)}
@@ -514,6 +516,7 @@ def _table_rows(results: dict) -> list[dict]:
 def _examples(metadata: str, test_images: np.ndarray, source: int | None, types: list[str]):
     """Fig. 2 inputs: one original and its adversarial of every type found for it."""
     from hotcold.lmdb_io import read_datum_lmdb
+    from hotcold.report import Example, ExampleGrid
 
     meta = _read_meta(Path(metadata))
     by_source: dict[int, dict[str, dict]] = {}
@@ -526,11 +529,8 @@ def _examples(metadata: str, test_images: np.ndarray, source: int | None, types:
     rows = by_source.get(source, {})
     arrays = read_datum_lmdb(Path(metadata).parent / "images.lmdb")
     index = {k: i for i, k in enumerate(arrays.keys)}
-    examples = {}
-    for t in types:
-        if t in rows:
-            r = rows[t]
-            examples[t] = {"image": arrays.images[index[r["key"]]], "pass_score": float(r["pass_score"]),
-                           "l2_input": float(r["l2_input"]), "linf": float(r["linf"]),
-                           "predicted": int(r["predicted"])}
-    return {"original": test_images[source], "examples": examples}
+    examples = [Example(t, arrays.images[index[rows[t]["key"]]], float(rows[t]["pass_score"]),
+                        float(rows[t]["l2_input"]), float(rows[t]["linf"]), int(rows[t]["predicted"]))
+                for t in types if t in rows]
+    label = int(next(iter(rows.values()))["label"]) if rows else None
+    return ExampleGrid(test_images[source], examples, label) if examples else None

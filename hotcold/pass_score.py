@@ -31,6 +31,10 @@ Then (Eq. 4)::
 
     PASS(x_adv, x) = SSIM(psi(x_adv, x), x)
 
+When ECC fails (OpenCV raises) the alignment is the identity, PASS is the
+unaligned SSIM and the result says ``converged=False``. ECC defaults (300
+iterations, epsilon 1e-8, 5 x 5 pre-blur) and their measurements: docs/pass.md.
+
 Images are single arrays H x W or H x W x 3 (channels last), uint8 or float
 with values in [0, 255]; batches (:func:`pass_scores`) add a leading N axis.
 """

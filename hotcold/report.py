@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from hotcold.methods import FAMILIES, parse_methods
@@ -247,8 +248,9 @@ def write_table1(rows: Iterable[Mapping[str, object]], out_dir: str | os.PathLik
 def read_table1(path: str | os.PathLike[str]) -> list[dict[str, object]]:
     """Read the rows of a ``table1.csv`` written by :func:`write_table1` (without ``paper_*``)."""
     with open(path, newline="") as f:
-        records = list(csv.DictReader(f))
-    missing = [k for k in TABLE1_KEYS if records and k not in records[0]]
+        reader = csv.DictReader(f)
+        records = list(reader)
+    missing = [k for k in TABLE1_KEYS if k not in (reader.fieldnames or ())]
     if missing:
         raise ValueError(f"{path}: missing Table 1 columns {missing}")
     rows = [
@@ -354,8 +356,8 @@ def read_metadata(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     return {name: np.concatenate([empty[name], *(p[name] for p in parts)]) for name in METADATA_COLUMNS}
 
 
-def _check_metadata(meta: Mapping[str, np.ndarray], needed: Iterable[str]) -> int:
-    """Number of rows of ``meta``; ValueError naming a missing or ragged column."""
+def _check_metadata(meta: Mapping[str, np.ndarray], needed: Iterable[str]) -> None:
+    """ValueError naming a missing column of ``meta``, or when columns differ in length."""
     lengths = set()
     for name in needed:
         if name not in meta:
@@ -363,7 +365,6 @@ def _check_metadata(meta: Mapping[str, np.ndarray], needed: Iterable[str]) -> in
         lengths.add(len(meta[name]))
     if len(lengths) > 1:
         raise ValueError(f"metadata columns have different lengths {sorted(lengths)}")
-    return lengths.pop() if lengths else 0
 
 
 def _method_order(name: str) -> tuple:
@@ -437,8 +438,13 @@ class MethodSummary:
     linf_std: float
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
 def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
+    values = _finite(values)
     if values.size == 0:
         return math.nan, math.nan
     return float(values.mean()), float(values.std())
@@ -461,11 +467,6 @@ def summarize_metadata(meta: Mapping[str, np.ndarray], *, groups: Groups | None 
 # ----------------------------------------------------------------------------- figures
 
 
-def _finite(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return values[np.isfinite(values)]
-
-
 def _plotted(meta: Mapping[str, np.ndarray], groups: Groups | None, column: str) -> list[tuple[str, np.ndarray]]:
     """Groups that have finite values of ``column``; ValueError when none has."""
     _check_metadata(meta, ("method", column))
@@ -480,9 +481,10 @@ def plot_pass_distributions(meta: Mapping[str, np.ndarray], path: str | os.PathL
     """Fig. 4 ("PASS SCORES"): the distribution of PASS per method type, as a PNG.
 
     One panel per type with a histogram (bins 0.01 wide) of its PASS scores,
-    the number of images in its title, its mean as a dashed line, and FGS's
-    histogram outlined in gray behind it for comparison, as the paper compares
-    every type with FGS. The x axis runs from 0.5 (lower when some PASS is) to 1.
+    the number of images and the mean in its title, the mean as a dashed line,
+    and FGS's histogram outlined in gray behind it for comparison, as the
+    paper compares every type with FGS. The x axis runs from 0.5 (lower when
+    some PASS is) to 1.
 
     Parameters
     ----------
@@ -513,13 +515,11 @@ def plot_pass_distributions(meta: Mapping[str, np.ndarray], path: str | os.PathL
     axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
     fgs = next((s for label, s in scores.items() if _canonical(label) == "FGS"), None)
     for ax, (label, values) in zip(axes, scores.items()):
-        ax.hist(values, bins=edges, color="tab:blue", alpha=0.75, label=label)
+        ax.hist(values, bins=edges, color="tab:blue", alpha=0.75)
         if fgs is not None and values is not fgs:
-            ax.hist(fgs, bins=edges, histtype="step", color="0.45", linewidth=1.0, label="FGS")
-        ax.axvline(values.mean(), color="k", linestyle="--", linewidth=0.9,
-                   label=f"mean {values.mean():.3f}")
-        ax.set_title(f"{label} (n={values.size:,})", fontsize=10)
-        ax.legend(fontsize=7, loc="upper left", frameon=False)
+            ax.hist(fgs, bins=edges, histtype="step", color="0.45", linewidth=1.0)
+        ax.axvline(values.mean(), color="k", linestyle="--", linewidth=0.9)
+        ax.set_title(f"{label} (n={values.size:,}, mean {values.mean():.3f})", fontsize=9.5)
         ax.tick_params(labelsize=8)
     for ax in axes[len(scores):]:
         ax.set_visible(False)
@@ -529,6 +529,11 @@ def plot_pass_distributions(meta: Mapping[str, np.ndarray], path: str | os.PathL
     for ax in axes[::ncols]:
         ax.set_ylabel("images")
     axes[0].set_xlim(low, 1.0)
+    handles = [Patch(color="tab:blue", alpha=0.75, label="this type"),
+               Line2D([], [], color="k", linestyle="--", linewidth=0.9, label="its mean PASS")]
+    if fgs is not None:
+        handles.insert(1, Patch(facecolor="none", edgecolor="0.45", label="FGS, for comparison"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
     fig.suptitle("PASS distributions per method type (cf. Rozsa et al. 2016, Fig. 4)", fontsize=11)
     return _save_figure(fig, path)
 
@@ -571,6 +576,8 @@ def plot_metrics(meta: Mapping[str, np.ndarray], path: str | os.PathLike[str], *
     for offset, (metric, values_of) in zip((-width, 0.0, width), series.items()):
         data = [(i + offset, values_of(idx)) for i, (_, idx) in enumerate(plotted)]
         data = [(x, v) for x, v in data if v.size]
+        if not data:
+            continue
         boxes = ax.boxplot([v for _, v in data], positions=[x for x, _ in data], widths=0.8 * width,
                            whis=(5, 95), showfliers=False, patch_artist=True, manage_ticks=False,
                            medianprops={"color": "k", "linewidth": 1.0})
@@ -584,12 +591,13 @@ def plot_metrics(meta: Mapping[str, np.ndarray], path: str | os.PathLike[str], *
     ax.set_ylim(0.0, 1.05)
     ax.set_ylabel("PASS; L2 and L∞ scaled to max 1")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(handles=[
+    fig.legend(handles=[
         Patch(color=_METRIC_COLORS["PASS"], label="PASS"),
-        Patch(color=_METRIC_COLORS["L2"], label=f"L2 / {maxima['l2']:.4g}"),
-        Patch(color=_METRIC_COLORS["L∞"], label=f"L∞ / {maxima['linf']:.4g}"),
-    ], fontsize=8, loc="lower left", ncols=3)
-    ax.set_title("PASS, L2 and L∞ per method type (cf. Rozsa et al. 2016, Fig. 5)", fontsize=11)
+        Patch(color=_METRIC_COLORS["L2"], label=f"L2 / {maxima['l2']:.4g} (max)"),
+        Patch(color=_METRIC_COLORS["L∞"], label=f"L∞ / {maxima['linf']:.4g} (max)"),
+    ], fontsize=8, loc="outside lower center", ncols=3, frameon=False)
+    ax.set_title("PASS, L2 and L∞ per method type (cf. Rozsa et al. 2016, Fig. 5)\n"
+                 "boxes: quartiles and median; whiskers: 5th to 95th percentile", fontsize=10)
     return _save_figure(fig, path)
 
 
@@ -628,8 +636,10 @@ class ExampleGrid:
 
 def _pixels(image: np.ndarray, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise ValueError(f"{name} must be H x W or H x W x 3, got shape {arr.shape}")
+        raise ValueError(f"{name} must be H x W, H x W x 1 or H x W x 3, got shape {arr.shape}")
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}, the original has {shape}")
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -687,10 +697,12 @@ def plot_examples(original: np.ndarray, examples: Sequence[ExampleImage], path: 
     def cell(i: int) -> tuple:
         return axes[2 * (i // ncols), i % ncols], axes[2 * (i // ncols) + 1, i % ncols]
 
-    top, _ = cell(0)
+    top, bottom = cell(0)
     top.imshow(x.astype(np.uint8), **gray)
     top.set_title("original", fontsize=9)
     top.set_xlabel("" if label is None else f"label {label}", fontsize=8)
+    bottom.text(0.5, 0.5, "perturbation\nx̃ − x,\nscaled to [-1, 1]", ha="center", va="center",
+                fontsize=8, transform=bottom.transAxes)
     for i, example in enumerate(examples, start=1):
         adv = _pixels(example.image, f"example {example.method!r}", x.shape)
         eta = adv - x
@@ -747,9 +759,9 @@ def write_report(
     (:func:`plot_metrics`), ``fig2_examples.png`` (:func:`plot_examples`, when
     ``examples`` is given) and ``report.md``: Table 1, a summary of the
     metadata per method type (:func:`summarize_metadata`) and links to the
-    figures. Types without images stay in the summary with zero counts and
-    are named in a note; with no images at all the figures are skipped with a
-    note instead.
+    figures. Types without images (or without a PASS score) stay in the
+    summary and are named in a note; when no image has a PASS score the
+    figures are skipped with a note instead.
 
     Parameters
     ----------
@@ -784,31 +796,33 @@ def write_report(
             groups = {label: label for label, _ in _groups(meta, None)}
         meta = {name: column[meta["accepted"]] for name, column in meta.items()}
     summaries = summarize_metadata(meta, groups=groups)
-    empty = [s.method for s in summaries if s.images == 0]
-    selection = "accepted images (Eq. 5)" if accepted_only else "all generated images"
+    left_out = [s.method for s in summaries if math.isnan(s.pass_mean)]
+    selection = "accepted images only (Eq. 5)" if accepted_only else "all images"
     parts = [
         "# hotcold report: adversarial diversity and hard positives (Rozsa et al. 2016)\n",
         "## Table 1: error rates\n",
         table1_markdown(rows),
-        f"\nErrors are mean ± std over the nets. Data: [table1.csv]({csv_path.name}).\n",
-        f"## Generated images ({selection})\n",
+        f"Errors are mean ± std over the nets. Data: [table1.csv]({csv_path.name}).\n",
+        f"## Generated images per method type ({selection})\n",
     ]
-    if not summaries or all(s.images == 0 for s in summaries):
-        parts.append("No generated images in the metadata; Fig. 4 and Fig. 5 are skipped.\n")
+    if len(left_out) == len(summaries):
+        parts.append("No generated images with a PASS score in the metadata; Fig. 4 and Fig. 5 are skipped.\n")
+        if summaries:
+            parts.append(_summary_markdown(summaries))
     else:
         parts.append(_summary_markdown(summaries))
-        if empty:
-            parts.append(f"\nNo images of {', '.join(empty)}: left out of the figures.\n")
+        if left_out:
+            parts.append(f"No images with a PASS score of {', '.join(left_out)}: left out of the figures.\n")
         figures = (("fig4_pass.png", plot_pass_distributions, "Fig. 4: PASS distributions per method type"),
                    ("fig5_metrics.png", plot_metrics, "Fig. 5: PASS, L2 and L∞ per method type"))
         for name, plot, title in figures:
             written.append(plot(meta, out_dir / name, groups=groups))
-            parts.append(f"\n### {title}\n\n![{title}]({name})\n")
+            parts.append(f"### {title}\n\n![{title}]({name})\n")
     if examples is not None:
         title = "Fig. 2: generated images and perturbations"
         written.append(plot_examples(examples.original, examples.examples, out_dir / "fig2_examples.png",
                                      label=examples.label))
-        parts.append(f"\n### {title}\n\n![{title}](fig2_examples.png)\n")
+        parts.append(f"### {title}\n\n![{title}](fig2_examples.png)\n")
     report = out_dir / "report.md"
     _atomic_write(report, "\n".join(parts).encode())
     written.append(report)

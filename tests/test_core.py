@@ -85,7 +85,7 @@ def test_candidate_is_discrete_and_breakpoints_are_where_it_changes():
         a, b = candidate(x, d, lo + 1e-9), candidate(x, d, hi - 1e-9)
         np.testing.assert_array_equal(a, b)  # constant between breakpoints
     mids = (cuts[:-1] + cuts[1:]) / 2
-    images = candidate(x, d, mids)
+    images = candidate(x[None], d[None], mids)  # one image, many eps: a batch of candidates
     assert images.dtype == np.uint8
     assert all(np.any(images[i] != images[i + 1]) for i in range(len(mids) - 1))
 

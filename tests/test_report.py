@@ -119,20 +119,16 @@ def test_table1_csv_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        ({"mnist_error_mean": 0.93}, None),
+        ({"adv_error_std": -0.01}, "adv_error_std must be a fraction"),
         ({"mnist_error_mean": 93.0}, "mnist_error_mean must be a fraction"),
         ({"nets": 0}, "nets must be an integer >= 1"),
         ({"train_images": 1.5}, "train_images must be an integer"),
         ({"extra": 1}, r"unknown keys \['extra'\]"),
     ],
 )
-def test_table1_rejects_bad_rows(change: dict, match: str | None) -> None:
-    row = {**ROWS[0], **change}
-    if match is None:
-        table1_markdown([row])
-    else:
-        with pytest.raises(ValueError, match=match):
-            table1_markdown([row])
+def test_table1_rejects_bad_rows(change: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        table1_markdown([{**ROWS[0], **change}])
 
 
 def test_table1_missing_key() -> None:
@@ -228,8 +224,13 @@ def make_examples(rng: np.random.Generator) -> tuple[np.ndarray, list[Example]]:
     return original, examples
 
 
-def test_plot_examples(tmp_path: Path) -> None:
+@pytest.mark.parametrize("channel_axis", [False, True])
+def test_plot_examples(channel_axis: bool, tmp_path: Path) -> None:
     original, examples = make_examples(np.random.default_rng(3))
+    if channel_axis:  # H x W x 1, as single-channel images sometimes come
+        original = original[..., None]
+        examples = [Example(e.method, e.image[..., None], e.pass_score, e.l2_input, e.linf, e.predicted)
+                    for e in examples]
     assert_png(plot_examples(original, examples, tmp_path / "fig2.png", label=9))
 
 
@@ -254,7 +255,7 @@ def test_write_report(metadata_csv: Path, tmp_path: Path) -> None:
     for link in ("(fig4_pass.png)", "(fig5_metrics.png)", "(fig2_examples.png)", "(table1.csv)"):
         assert link in report
     assert "| HC-S-5 | 0 | 0 | 0 | — | — | — |" in report
-    assert "No images of HC-S-5" in report
+    assert "No images with a PASS score of HC-S-5: left out" in report
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
 
@@ -267,7 +268,7 @@ def test_write_report_accepted_only_keeps_rejected_types(tmp_path: Path) -> None
     path.write_text("\n".join(lines) + "\n")
     write_report(tmp_path / "out", ROWS, path, accepted_only=True)
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "accepted images (Eq. 5)" in report
+    assert "accepted images only (Eq. 5)" in report
     assert "| HC-D-3 | 0 | 0 | 0 | — | — | — |" in report
 
 
@@ -278,9 +279,31 @@ def test_write_report_empty_metadata(tmp_path: Path) -> None:
         written = write_report(out, [], sources)
         assert [p.name for p in written] == ["table1.md", "table1.csv", "report.md"]
         report = (out / "report.md").read_text()
-        assert "No generated images in the metadata" in report
+        assert "No generated images with a PASS score" in report
         assert "fig4_pass.png" not in report
         assert read_table1(out / "table1.csv") == []
+
+
+def test_write_report_without_pass_scores(tmp_path: Path) -> None:
+    path = write_metadata(tmp_path / "meta.csv", {"FGS": 3, "FGV": 2})
+    lines = path.read_text().splitlines()
+    column = list(METADATA_COLUMNS).index("pass_score")
+    for i in range(1, len(lines)):
+        fields = lines[i].split(",")
+        fields[column] = "nan"
+        lines[i] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    written = write_report(tmp_path / "out", ROWS, path)
+    assert [p.name for p in written] == ["table1.md", "table1.csv", "report.md"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "No generated images with a PASS score" in report
+    assert "| FGS | 3 |" in report
+
+
+def test_plot_metrics_without_distances(metadata_csv: Path, tmp_path: Path) -> None:
+    meta = read_metadata(metadata_csv)
+    meta["l2"] = np.full_like(meta["l2"], np.nan)
+    assert_png(plot_metrics(meta, tmp_path / "fig5.png"))
 
 
 def test_write_report_missing_column(tmp_path: Path) -> None:

@@ -1,0 +1,95 @@
+"""CaffeClassifier: bad input becomes a Python error before Caffe can abort."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hotcold.caffe_net import CaffeClassifier
+from hotcold.models import REPO, load_model
+from hotcold.prototxt import load_deploy
+
+DEPLOY = REPO / "prototxt" / "lenet_deploy.prototxt"
+
+
+def test_bad_logits_blob_lists_valid_names(lenet_weights):
+    with pytest.raises(ValueError, match=r"logits_blob 'fc8' is not a blob .* valid blob names: data, conv1"):
+        CaffeClassifier(DEPLOY, lenet_weights, logits_blob="fc8")
+
+
+def test_missing_files_and_malformed_prototxt(lenet_weights, tmp_path):
+    with pytest.raises(ValueError, match="does not exist; pass the path of a deploy"):
+        CaffeClassifier(tmp_path / "nope.prototxt", lenet_weights, logits_blob="ip2")
+    with pytest.raises(ValueError, match="weights .* do not exist"):
+        CaffeClassifier(DEPLOY, tmp_path / "nope.caffemodel", logits_blob="ip2")
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text('layer { name: "x" type: "Input" top: "data" oops }')
+    with pytest.raises(ValueError, match="not a valid Caffe NetParameter"):
+        CaffeClassifier(bad, lenet_weights, logits_blob="ip2")
+    garbage = tmp_path / "garbage.caffemodel"
+    garbage.write_bytes(b"\xff\x00not a protobuf" * 10)
+    with pytest.raises(ValueError, match="not a binary Caffe NetParameter"):
+        CaffeClassifier(DEPLOY, garbage, logits_blob="ip2")
+
+
+def test_weights_of_another_net_are_rejected_not_aborted(lenet_weights, tmp_path):
+    wider = tmp_path / "wider.prototxt"
+    wider.write_text(DEPLOY.read_text().replace("num_output: 500", "num_output: 400"))
+    with pytest.raises(ValueError, match=r"layer 'ip1' has parameter shapes \[\[500, 800\], \[500\]\]"):
+        CaffeClassifier(wider, lenet_weights, logits_blob="ip2")
+
+
+def test_force_backward_is_added_and_params_frozen(lenet_weights, tmp_path):
+    plain = tmp_path / "plain.prototxt"
+    plain.write_text(DEPLOY.read_text().replace("force_backward: true", ""))
+    deploy = load_deploy(plain)
+    assert deploy.param.force_backward
+    assert all(spec.lr_mult == 0 for layer in deploy.param.layer for spec in layer.param)
+    clf = CaffeClassifier(plain, lenet_weights, logits_blob="ip2", input_scale=1 / 256)
+    grad = clf.backprop(np.full((2, 28, 28), 100, np.uint8), "ip2", np.ones((2, 10), np.float32))
+    assert np.abs(grad).max() > 0
+
+
+def test_input_validation(lenet):
+    with pytest.raises(TypeError, match="images must be uint8"):
+        lenet.predict(np.zeros((1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="shape N x 28 x 28"):
+        lenet.predict(np.zeros((1, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match="is not a blob"):
+        lenet.backprop(np.zeros((1, 28, 28), np.uint8), "fc7", np.zeros((1, 10), np.float32))
+    with pytest.raises(ValueError, match="CPU-only"):
+        load_model("lenet").classifier(lenet.weights, device="gpu")
+    with pytest.raises(ValueError, match="device must be"):
+        load_model("lenet").classifier(lenet.weights, device="tpu")
+
+
+def test_batches_larger_than_batch_size_match(lenet, mnist):
+    images = mnist.test_images[:1100]
+    small = load_model("lenet").classifier(lenet.weights, batch_size=64)
+    np.testing.assert_allclose(small.predict(images), lenet.predict(images), rtol=1e-5, atol=1e-5)
+
+
+def test_color_layout_channel_swap_and_mean(tmp_path):
+    """A 3-channel net: the gradient comes back in the caller's HxWxC RGB layout, in pixel units."""
+    from hotcold._caffe import import_caffe
+
+    caffe = import_caffe()
+    proto = tmp_path / "color.prototxt"
+    proto.write_text(
+        'name: "color" force_backward: true\n'
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 5 } } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"\n'
+        '        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }\n')
+    caffe.set_random_seed(3)
+    net = caffe.Net(str(proto), caffe.TEST)
+    weights = tmp_path / "color.caffemodel"
+    net.save(str(weights))
+    w = net.params["fc"][0].data.reshape(3, 3, 4, 5)  # (class, BGR channel, H, W)
+    clf = CaffeClassifier(proto, weights, logits_blob="fc", input_scale=0.5, mean=[10, 20, 30],
+                          channel_swap=[2, 1, 0])
+    rgb = np.random.default_rng(0).integers(0, 256, size=(2, 4, 5, 3)).astype(np.uint8)
+    bgr_input = (rgb[..., ::-1].astype(float) - [10, 20, 30]).transpose(0, 3, 1, 2) * 0.5
+    expected_logits = bgr_input.reshape(2, -1) @ net.params["fc"][0].data.T + net.params["fc"][1].data
+    np.testing.assert_allclose(clf.predict(rgb), expected_logits, rtol=1e-4, atol=1e-3)
+    grad = clf.backprop(rgb, "fc", np.array([[1.0, 0, 0]] * 2, np.float32))
+    expected = (w[0] * 0.5).transpose(1, 2, 0)[..., ::-1]  # back to H x W x RGB
+    np.testing.assert_allclose(grad[0], expected, rtol=1e-5, atol=1e-6)
