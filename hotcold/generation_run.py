@@ -28,6 +28,8 @@ from hotcold.search import SearchSettings
 COLUMNS = ("key", "method", "source_index", "net", "label", "predicted", "hot_class", "eps", "scale",
            "pass_score", "pass_converged", "l2", "l2_per_pixel", "linf", "l2_input", "forward_passes",
            "accepted")
+_BATCH = 100
+"""Originals per call of :func:`generate` (one batched line search; the progress bar's step)."""
 
 
 @dataclass(frozen=True)
@@ -120,22 +122,28 @@ def generate_to_lmdb(
             meta_path = meta_dir / f"chunk_{c:06d}.csv"
             if meta_path.exists():
                 skipped += 1
-            elif stop_after_chunks is not None and run >= stop_after_chunks:
+                if bar is not None:
+                    bar.update(rows_slice.stop - rows_slice.start)
+                continue
+            if stop_after_chunks is not None and run >= stop_after_chunks:
                 break
-            else:
-                records = list(generate(classifier, images[rows_slice], labels[rows_slice], methods, tau,
-                                        scales, settings=settings, chunk_size=chunk_size))
-                sources = [int(indices[rows_slice][r.source_index]) for r in records]
-                keys = [f"{net_name}_{i:07d}_{r.method}" for i, r in zip(sources, records)]
-                fresh = [i for i, k in enumerate(keys) if k not in db]
-                if fresh:
-                    db.append(np.stack([records[i].image for i in fresh]),
-                              [records[i].label for i in fresh], [keys[i] for i in fresh])
-                _atomic_write(meta_path, _csv_text([_row(r, k, net_name, i)
-                                                    for r, k, i in zip(records, keys, sources)]))
-                run += 1
-            if bar is not None:
-                bar.update(rows_slice.stop - rows_slice.start)
+            records, sources = [], []
+            for sub in range(rows_slice.start, rows_slice.stop, _BATCH):
+                end = min(sub + _BATCH, rows_slice.stop)
+                batch = list(generate(classifier, images[sub:end], labels[sub:end], methods, tau, scales,
+                                      settings=settings, chunk_size=_BATCH))
+                records += batch
+                sources += [int(indices[sub + r.source_index]) for r in batch]
+                if bar is not None:
+                    bar.update(end - sub)
+            keys = [f"{net_name}_{i:07d}_{r.method}" for i, r in zip(sources, records)]
+            fresh = [i for i, k in enumerate(keys) if k not in db]
+            if fresh:
+                db.append(np.stack([records[i].image for i in fresh]),
+                          [records[i].label for i in fresh], [keys[i] for i in fresh])
+            _atomic_write(meta_path, _csv_text([_row(r, k, net_name, i)
+                                                for r, k, i in zip(records, keys, sources)]))
+            run += 1
         stored = len(db)
     if bar is not None:
         bar.close()

@@ -48,11 +48,11 @@ from hotcold.prototxt import check_weights
 
 PathLike = str | os.PathLike[str]
 
+# Placeholders of the model prototxts that render_solver substitutes.
 TRAIN_LMDB = "TRAIN_LMDB"
 TEST_LMDB = "TEST_LMDB"
 NET_PROTOTXT = "NET_PROTOTXT"
 SNAPSHOT_PREFIX = "SNAPSHOT_PREFIX"
-"""Placeholders of the model prototxts that :func:`render_solver` substitutes."""
 
 LR_SCHEDULES = ("restart", "continue")
 """Readings of the fine-tuning learning rate; see :func:`render_solver`."""
