@@ -13,7 +13,7 @@ without a Caffe build.
 """
 from hotcold.metrics import PerturbationMetrics, perturbation_metrics
 from hotcold.methods import Method, parse_methods
-from hotcold.pass_score import Alignment, PassBatch, PassResult, align, pass_score, pass_scores, ssim
+from hotcold.pass_measure import Alignment, PassBatch, PassResult, align, pass_score, pass_scores, ssim
 
 __version__ = "0.1.0"
 

@@ -69,3 +69,27 @@ def build_info() -> dict[str, str]:
             if sep:
                 info[key.strip()] = value.strip()
     return info
+
+
+def set_device(device: str) -> None:
+    """Put Caffe on ``"cpu"``, ``"gpu"`` or ``"gpu:N"``: the one place hotcold switches Caffe's mode.
+
+    Raises
+    ------
+    ValueError
+        For another string, or a GPU on a CPU-only build (Caffe would abort).
+    """
+    caffe = import_caffe()
+    if device == "cpu":
+        caffe.set_mode_cpu()
+        return
+    name, _, index = device.partition(":")
+    if name != "gpu" or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
+    if build_info().get("mode", "cuda") != "cuda":
+        raise ValueError(
+            f"device {device!r} asked for, but this Caffe build is CPU-only; rebuild it with "
+            "bash caffe_patch/build.sh --cuda, or use device='cpu'"
+        )
+    caffe.set_device(int(index or 0))
+    caffe.set_mode_gpu()

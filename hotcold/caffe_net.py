@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotcold._caffe import build_info, import_caffe
+from hotcold._caffe import import_caffe, set_device
 from hotcold.prototxt import DeployNet, check_weights, load_deploy
 
 Diff = np.ndarray | Callable[[np.ndarray], np.ndarray]
@@ -84,7 +84,7 @@ class CaffeClassifier:
         self.channel_swap = self._check_swap(channel_swap, channels)
         self.batch_size = int(batch_size)
         self.weights = Path(weights)
-        _set_mode(caffe, device)
+        set_device(device)
 
         resolved = self.deploy.write_resolved()
         try:
@@ -96,6 +96,7 @@ class CaffeClassifier:
         check_weights(self.weights, param_shapes)
         self.net.copy_from(str(self.weights))
         self.input_blob = self.deploy.input_blob
+        self._layer_producing(self.logits_blob)
         self.num_classes = int(np.prod(self.net.blobs[self.logits_blob].data.shape[1:]))
         self.forward_passes = 0
         self.images_forwarded = 0
@@ -171,7 +172,10 @@ class CaffeClassifier:
         self.images_forwarded += len(chunk)
 
     def _layer_producing(self, blob: str) -> str:
-        return self.net._layer_names[self.net._top_producer_of_blob(blob)]
+        producer = self.net._top_producer_of_blob(blob)
+        if producer < 0 or blob == self.input_blob:
+            raise ValueError(f"blob {blob!r} is the net's input; pick a blob a layer computes")
+        return self.net._layer_names[producer]
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Logits ``N x K`` (the penultimate-layer output h(x) of Sec. 4.2), float32."""
@@ -187,33 +191,37 @@ class CaffeClassifier:
         """Predicted labels f(x) (argmax of the logits), int64."""
         return self.predict(images).argmax(axis=1)
 
-    def backprop(self, images: np.ndarray, blob: str, diffs: Diff | Sequence[Diff]) -> np.ndarray:
-        """B_l (Sec. 4.3): input gradients in pixel units for diffs seeded at ``blob``.
-
-        One forward pass per batch, then one backward pass per diff from the
-        layer producing ``blob`` (B_l is linear in the seed for a fixed forward
-        state, so many seeds share one forward).
+    def backprop(self, images: np.ndarray, blob: str, diff: Diff) -> np.ndarray:
+        """B_l (Sec. 4.3): the input gradient in pixel units for one diff seeded at ``blob``.
 
         Parameters
         ----------
         images:
             uint8 ``N x H x W[ x C]``.
         blob:
-            Any blob of the net, e.g. the logits blob.
-        diffs:
-            One seed or a sequence of seeds. A seed is an array ``N x <blob shape>``
-            (or broadcastable to it), or a callable that maps the blob's forward
-            values of a batch (``n x ...``) and the batch's slice ``slice`` to
-            the seed of that batch.
+            Any blob a layer produces, e.g. the logits blob.
+        diff:
+            An array ``N x <blob shape>`` (or broadcastable to it), or a
+            callable mapping the blob's forward values of a batch (``n x ...``)
+            and the batch's ``slice`` of the images to that batch's diff.
 
         Returns
         -------
-        ``N x H x W[ x C]`` float64 for one seed, ``S x N x H x W[ x C]`` for a sequence.
+        ``N x H x W[ x C]`` float64.
+        """
+        return self.backprop_many(images, blob, [diff])[0]
+
+    def backprop_many(self, images: np.ndarray, blob: str, diffs: Sequence[Diff]) -> np.ndarray:
+        """B_l for several diffs: ``S x N x H x W[ x C]`` float64, one slab per diff.
+
+        One forward pass per batch, then one backward pass per diff from the
+        layer producing ``blob``: B_l is linear in the seed for a fixed forward
+        state, so all seeds share the forward pass.
         """
         images = self.check_images(images)
         self.deploy.check_blob(blob)
-        single = callable(diffs) or isinstance(diffs, np.ndarray)
-        seeds = [diffs] if single else list(diffs)
+        self._layer_producing(blob)
+        seeds = list(diffs)
         out = np.empty((len(seeds), len(images)) + self.image_shape, np.float64)
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
@@ -226,21 +234,4 @@ class CaffeClassifier:
                 self.net.blobs[blob].diff[...] = diff
                 self.net._backward_from_blob(blob)
                 out[s, rows] = self.input_gradient_to_pixels(self.net.blobs[self.input_blob].diff)
-        return out[0] if single else out
-
-
-def _set_mode(caffe, device: str) -> None:
-    """The one place hotcold switches Caffe between CPU and GPU."""
-    if device == "cpu":
-        caffe.set_mode_cpu()
-        return
-    name, _, index = device.partition(":")
-    if name != "gpu" or (index and not index.isdigit()):
-        raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
-    if build_info().get("mode", "cuda") != "cuda":
-        raise ValueError(
-            f"device {device!r} asked for, but this Caffe build is CPU-only; rebuild it with "
-            "bash caffe_patch/build.sh --cuda, or use device='cpu'"
-        )
-    caffe.set_device(int(index or 0))
-    caffe.set_mode_gpu()
+        return out

@@ -17,7 +17,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_pass(args: argparse.Namespace) -> int:
     import cv2
 
-    from hotcold.pass_score import pass_score
+    from hotcold.pass_measure import pass_score
 
     images = []
     for path in (args.adversarial, args.original):
@@ -60,7 +60,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from hotcold.experiment import prepare_mnist
+    from hotcold.data.mnist import prepare_mnist
 
     paths = prepare_mnist(args.out, source=args.source)
     for name, path in paths.items():
@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["HOTCOLD_VERBOSE"] = "1"
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError, ArithmeticError) as exc:
         print(f"hotcold {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

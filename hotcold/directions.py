@@ -124,7 +124,7 @@ def compute_directions(
 
     keys = (["loss"] if need_loss else []) + ranks
     seeds = [record_logits if key == "loss" else hc_seed(key) for key in keys]
-    grads = classifier.backprop(images, classifier.logits_blob, seeds)
+    grads = classifier.backprop_many(images, classifier.logits_blob, seeds)
 
     eta = np.empty((len(methods),) + grads.shape[1:], np.float64)
     hot_class = np.full((len(methods), n), -1, np.int64)

@@ -84,7 +84,9 @@ def _caffe_checks() -> list[Check]:
 
 
 def _probe_backward_from_blob(caffe) -> Check:
-    caffe.set_mode_cpu()
+    from hotcold._caffe import set_device
+
+    set_device("cpu")
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as fh:
         fh.write(_PROBE_NET)
     try:

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import typing
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from hotcold._io import atomic_write
 from hotcold.methods import parse_methods
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,14 +265,25 @@ def _config_hash(obj) -> str:
 
 
 class _Stage:
-    """A stage directory with a manifest; ``done`` when it completed with this config."""
+    """A stage directory with a manifest.
+
+    ``done`` when it completed with this config. A stage started with another
+    config (``started.json`` differs) is cleared first: its partial outputs
+    belong to that other config and must not be resumed.
+    """
 
     def __init__(self, run_dir: Path, name: str, config) -> None:
         self.dir = run_dir / name
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.config = config
+        self.hash = _config_hash(config)
         self.manifest = self.dir / "manifest.json"
+        started = self.dir / "started.json"
+        if started.exists() and json.loads(started.read_text()).get("config_hash") != self.hash:
+            _log(f"{name}: configuration changed since this stage started; clearing {self.dir}")
+            shutil.rmtree(self.dir)
+        if not started.exists():
+            atomic_write(started, json.dumps({"config_hash": self.hash, "config": config}, indent=2, default=str))
         self.start = time.time()
 
     @property
@@ -278,16 +291,13 @@ class _Stage:
         if not self.manifest.exists():
             return False
         data = json.loads(self.manifest.read_text())
-        return data.get("status") == "complete" and data.get("config_hash") == _config_hash(self.config)
+        return data.get("status") == "complete" and data.get("config_hash") == self.hash
 
     def finish(self, inputs: dict, outputs: dict) -> None:
-        data = {"stage": self.name, "status": "complete", "config": self.config,
-                "config_hash": _config_hash(self.config), "inputs": inputs, "outputs": outputs,
-                "code_version": code_version(), "seconds": round(time.time() - self.start, 1),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        tmp = self.manifest.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(tmp, self.manifest)
+        data = {"stage": self.name, "status": "complete", "config": self.config, "config_hash": self.hash,
+                "inputs": inputs, "outputs": outputs, "code_version": code_version(),
+                "seconds": round(time.time() - self.start, 1), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write(self.manifest, json.dumps(data, indent=2, default=str))
 
     def outputs(self) -> dict:
         return json.loads(self.manifest.read_text())["outputs"]
@@ -298,73 +308,38 @@ def _log(message: str) -> None:
 
 
 # -- stages -------------------------------------------------------------------------
-def prepare_mnist(out: str | os.PathLike, *, source: str | None = None) -> dict[str, str]:
-    """Verified MNIST as Caffe LMDBs ``train.lmdb`` / ``test.lmdb`` in ``out`` (skipped when present)."""
-    from hotcold.data.mnist import find_mnist_source, load_mnist
-    from hotcold.lmdb_io import write_datum_lmdb
-
-    out = Path(out)
-    paths = {"train_lmdb": out / "train.lmdb", "test_lmdb": out / "test.lmdb"}
-    if not all((p / "data.mdb").is_file() for p in paths.values()):
-        data = load_mnist(find_mnist_source(source))
-        out.mkdir(parents=True, exist_ok=True)
-        for (images, labels), path in [((data.train_images, data.train_labels), paths["train_lmdb"]),
-                                       ((data.test_images, data.test_labels), paths["test_lmdb"])]:
-            if not (path / "data.mdb").is_file():
-                write_datum_lmdb(path, images, labels)
-    return {k: str(v) for k, v in paths.items()}
-
-
-def _select_lmdb(src: Path, keys: list[str], out: Path) -> Path:
-    """Copy the records ``keys`` of Datum LMDB ``src`` into a new LMDB ``out``."""
-    from hotcold.lmdb_io import read_datum_lmdb, write_datum_lmdb
-
-    if (out / "data.mdb").is_file():
-        return out
-    arrays = read_datum_lmdb(src)
-    index = {k: i for i, k in enumerate(arrays.keys)}
-    rows = np.array([index[k] for k in keys], np.int64)
-    write_datum_lmdb(out, arrays.images[rows], arrays.labels[rows], keys=[arrays.keys[r] for r in rows])
-    return out
-
-
-def _read_meta(path: Path) -> list[dict]:
-    import csv
-
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = None,
                    progress: bool = True) -> Path:
     """Run (or resume) every stage of an experiment; returns the run directory."""
-    from hotcold.data.mnist import load_mnist, find_mnist_source
+    from hotcold.data.mnist import find_mnist_source, load_mnist, prepare_mnist
     from hotcold.generation_run import generate_to_lmdb
     from hotcold.lmdb_io import write_shuffled_mix
     from hotcold.methods import with_scales
     from hotcold.models import load_model
-    from hotcold.report import write_report
+    from hotcold.report import read_metadata, write_report
     from hotcold.search import SearchSettings
     from hotcold.train import error_rate, shuffled_copy, train
 
     exp = load_experiment(path)
     run_dir = Path(out) if out else REPO / "runs" / exp.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "experiment.resolved.json").write_text(json.dumps(dataclasses.asdict(exp), indent=2))
+    atomic_write(run_dir / "experiment.resolved.json", json.dumps(dataclasses.asdict(exp), indent=2))
     model = load_model(exp.model)
     cfg = dataclasses.asdict(exp)
+    settings = SearchSettings(max_eps=exp.generate.max_eps)
     t0 = time.time()
 
     # 1. data
-    stage = _Stage(run_dir, "data", cfg["data"])
+    source = str(find_mnist_source(exp.data.source))
+    stage = _Stage(run_dir, "data", {"data": cfg["data"], "source": source})
     if not stage.done:
         _log("data: verifying MNIST and writing LMDBs")
-        stage.finish({"source": str(find_mnist_source(exp.data.source))}, prepare_mnist(stage.dir, source=exp.data.source))
+        stage.finish({"source": source}, prepare_mnist(stage.dir, source=source))
     data = stage.outputs()
-    mnist = load_mnist(find_mnist_source(exp.data.source))
+    mnist = load_mnist(source)
 
-    # 2. train base nets
-    stage = _Stage(run_dir, "train", {"train": cfg["train"], "seed": exp.seed, "model": exp.model})
+    # 2. base nets
+    stage = _Stage(run_dir, "train", {"train": cfg["train"], "seed": exp.seed, "model": exp.model, "data": data})
     if not stage.done:
         nets = {}
         for i in range(exp.train.nets):
@@ -377,85 +352,88 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
         stage.finish(data, {"nets": nets})
     base_nets: dict[str, str] = stage.outputs()["nets"]
 
-    # 3. generate training images on each base net
+    # 3. training images on each base net
     train_methods = sorted({m.name for ts in exp.finetune.training_sets for m in
                             with_scales(parse_methods(ts.methods, num_classes=model.num_classes),
                                         exp.generate.scales)})
-    settings = SearchSettings(max_eps=exp.generate.max_eps)
     stage = _Stage(run_dir, "generate", {"generate": cfg["generate"], "methods": train_methods, "nets": base_nets})
-    if not stage.done and train_methods:
-        gens = {}
+    if not stage.done:
+        generated = {}
         n = exp.generate.source_images
         for net, weights in base_nets.items():
+            if not train_methods:
+                break
             _log(f"generate: {len(train_methods)} methods on {n} training images, {net}")
-            clf = model.classifier(weights, device=exp.device)
-            summary = generate_to_lmdb(clf, mnist.train_images[:n], mnist.train_labels[:n], train_methods,
-                                       stage.dir / net, net_name=net, tau=exp.generate.tau,
-                                       scales=(1.0,), settings=settings, chunk_size=exp.generate.chunk_size,
-                                       progress=progress)
-            gens[net] = {"lmdb": str(summary.lmdb), "metadata": str(summary.metadata), "images": summary.images,
-                         "seconds": round(summary.seconds, 1), "forward_calls": summary.forward_passes}
-        stage.finish({"nets": base_nets}, {"generated": gens})
-    generated = stage.outputs()["generated"] if stage.done else {}
+            summary = generate_to_lmdb(model.classifier(weights, device=exp.device), mnist.train_images[:n],
+                                       mnist.train_labels[:n], train_methods, stage.dir / net, net_name=net,
+                                       tau=exp.generate.tau, settings=settings,
+                                       chunk_size=exp.generate.chunk_size, progress=progress)
+            generated[net] = {"lmdb": str(summary.lmdb), "metadata": str(summary.metadata),
+                              "images": summary.images, "forward_calls": summary.forward_passes}
+        stage.finish({"nets": base_nets}, {"generated": generated})
+    generated = stage.outputs()["generated"]
 
-    # 4. fine-tune on each training set
-    stage = _Stage(run_dir, "finetune", {"finetune": cfg["finetune"], "generated": generated})
+    # 4. fine-tuning: every training set x base net x ordering
+    stage = _Stage(run_dir, "finetune", {"finetune": cfg["finetune"], "generate": cfg["generate"],
+                                         "generated": generated, "data": data})
     if not stage.done:
         tuned = {}
         for ts in exp.finetune.training_sets:
-            wanted = {m.name for m in with_scales(parse_methods(ts.methods), exp.generate.scales)}
+            wanted = [m.name for m in with_scales(parse_methods(ts.methods), exp.generate.scales)]
             for i, (net, weights) in enumerate(base_nets.items()):
-                meta = _read_meta(Path(generated[net]["metadata"]))
-                keys = sorted(r["key"] for r in meta if r["method"] in wanted)
-                subset = _select_lmdb(Path(generated[net]["lmdb"]), keys, stage.dir / ts.name / f"{net}_set.lmdb")
+                meta = read_metadata(generated[net]["metadata"])
+                keys = sorted(meta["key"][np.isin(meta["method"], wanted)].tolist())
+                if not keys:
+                    _log(f"finetune: no generated images of {ts.name} on {net}; row skipped for this net")
+                    continue
                 for o in range(exp.finetune.orderings):
                     tag = f"{ts.name}/{net}_order{o}"
                     seed = exp.seed + 1000 * (o + 1) + i
-                    sources = [str(subset)] + ([data["train_lmdb"]] if exp.finetune.mix_originals else [])
                     mix = stage.dir / ts.name / f"{net}_order{o}.lmdb"
                     if not (mix / "data.mdb").is_file():
-                        write_shuffled_mix(mix, sources, seed=seed)
+                        sources = [generated[net]["lmdb"]] + ([data["train_lmdb"]] if exp.finetune.mix_originals
+                                                              else [])
+                        write_shuffled_mix(mix, sources, seed=seed, select=[keys] + [None] * (len(sources) - 1))
                     _log(f"finetune: {tag} ({len(keys)} generated images, {exp.finetune.iterations} iterations)")
+                    continued = exp.finetune.lr_schedule == "continue"
                     result = train(model, stage.dir / ts.name / f"{net}_order{o}", train_lmdb=mix,
                                    test_lmdb=data["test_lmdb"], seed=seed, max_iter=exp.finetune.iterations,
                                    init_weights=weights, lr_schedule=exp.finetune.lr_schedule,
-                                   base_iter=(exp.train.iterations if exp.finetune.lr_schedule == "continue"
-                                              else None),
-                                   snapshot_every=exp.train.snapshot_every,
-                                   progress=progress, device=exp.device)
+                                   base_iter=exp.train.iterations if continued else None,
+                                   snapshot_every=exp.train.snapshot_every, progress=progress, device=exp.device)
                     tuned[tag] = {"weights": str(result.weights), "set": ts.name, "base": net,
                                   "train_images": len(keys)}
         stage.finish({"nets": base_nets, "generated": generated}, {"nets": tuned})
     tuned = stage.outputs()["nets"]
 
-    # 5. evaluate
+    # 5. evaluation: MNIST test error and the held-out adversarial test set
     eval_types = [m.name for m in parse_methods(exp.evaluate.types, num_classes=model.num_classes)]
-    stage = _Stage(run_dir, "evaluate", {"evaluate": cfg["evaluate"], "nets": base_nets, "tuned": tuned,
-                                         "max_eps": exp.generate.max_eps})
+    stage = _Stage(run_dir, "evaluate", {"evaluate": cfg["evaluate"], "max_eps": exp.generate.max_eps,
+                                         "nets": base_nets, "tuned": tuned})
     if not stage.done:
         n = exp.evaluate.source_images
-        metas = []
+        summaries = []
         for net, weights in base_nets.items():
             _log(f"evaluate: adversarial test images ({len(eval_types)} types, {n} MNIST test images) on {net}")
-            clf = model.classifier(weights, device=exp.device)
-            summary = generate_to_lmdb(clf, mnist.test_images[:n], mnist.test_labels[:n], eval_types,
-                                       stage.dir / f"advtest_{net}", net_name=net, tau=exp.evaluate.tau,
-                                       settings=settings, chunk_size=exp.generate.chunk_size, progress=progress)
-            metas.append(summary)
-        test_set = _adversarial_test_set(metas, eval_types, exp.evaluate.per_type, exp.seed)
+            summaries.append(generate_to_lmdb(model.classifier(weights, device=exp.device), mnist.test_images[:n],
+                                              mnist.test_labels[:n], eval_types, stage.dir / f"advtest_{net}",
+                                              net_name=net, tau=exp.evaluate.tau, settings=settings,
+                                              chunk_size=exp.generate.chunk_size, progress=progress))
+        test_set = _adversarial_test_set(summaries, eval_types, exp.evaluate.per_type, exp.seed)
         counts = {t: int((test_set["method"] == t).sum()) for t in eval_types}
-        _log(f"evaluate: adversarial test set of {len(test_set['labels'])} images {counts}")
+        _log(f"evaluate: adversarial test set of {len(test_set['labels'])} images, per type {counts}")
         results = {}
-        all_nets = {net: {"weights": w, "set": "basic LeNet", "train_images": 0} for net, w in base_nets.items()}
-        all_nets.update(tuned)
-        for tag, info in all_nets.items():
+        everything = {net: {"weights": w, "set": "basic LeNet", "base": net, "train_images": 0}
+                      for net, w in base_nets.items()}
+        everything.update(tuned)
+        for tag, info in everything.items():
             clf = model.classifier(info["weights"], device=exp.device)
-            results[tag] = {**info,
-                            "mnist_error": error_rate(clf, mnist.test_images, mnist.test_labels.astype(np.int64)),
-                            "adv_error": error_rate(clf, test_set["images"], test_set["labels"])}
+            results[tag] = {**info, "mnist_error": error_rate(clf, mnist.test_images, mnist.test_labels),
+                            "adv_error": (error_rate(clf, test_set["images"], test_set["labels"])
+                                          if len(test_set["labels"]) else float("nan"))}
         stage.finish({"nets": base_nets, "tuned": tuned},
                      {"results": results, "adversarial_test_counts": counts,
-                      "metadata": [str(s.metadata) for s in metas]})
+                      "metadata": [str(s.metadata) for s in summaries]})
     evaluation = stage.outputs()
 
     # 6. report
@@ -463,39 +441,53 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     rows = _table_rows(evaluation["results"])
     examples = _examples(evaluation["metadata"][0], mnist.test_images, exp.report.example_source, eval_types)
     paths = write_report(stage.dir, rows, evaluation["metadata"], examples=examples)
-    stage.finish({"evaluation": "evaluate/manifest.json"}, {"files": [str(p) for p in paths]})
+    stage.finish({"evaluation": str(run_dir / "evaluate" / "manifest.json")}, {"files": [str(p) for p in paths]})
     _log(f"done in {time.time() - t0:.0f} s; report: {stage.dir / 'report.md'}")
-    print((stage.dir / "table1.md").read_text() if (stage.dir / "table1.md").exists() else "")
+    print((stage.dir / "table1.md").read_text())
     return run_dir
 
 
 def _adversarial_test_set(summaries, types: list[str], per_type: int, seed: int) -> dict:
-    """An equal number of accepted images per type, drawn evenly over the base nets."""
+    """Equal numbers of images per type, drawn at random and evenly over the base nets.
+
+    Each type gets min(per_type, what the scarcest type offers) images; a type
+    with no image at all is left out (and logged) rather than emptying the set.
+    """
     from hotcold.lmdb_io import read_datum_lmdb
+    from hotcold.report import read_metadata
 
     rng = np.random.default_rng(seed)
-    per_net = max(1, per_type // len(summaries))
-    images, labels, methods = [], [], []
-    chosen_per_type = {}
-    for s in summaries:
-        meta = _read_meta(Path(s.metadata))
-        arrays = read_datum_lmdb(s.lmdb)
-        index = {k: i for i, k in enumerate(arrays.keys)}
+    pools: dict[str, list[list[tuple[int, str]]]] = {t: [] for t in types}
+    arrays = []
+    for s_index, summary in enumerate(summaries):
+        meta = read_metadata(summary.metadata)
+        arrays.append(read_datum_lmdb(summary.lmdb))
         for t in types:
-            keys = [r["key"] for r in meta if r["method"] == t]
-            chosen_per_type[t] = min(chosen_per_type.get(t, per_net), len(keys))
-            pick = rng.permutation(len(keys))
-            rows = [index[keys[p]] for p in pick[:per_net]]
-            images.append(arrays.images[rows])
-            labels.append(arrays.labels[rows])
-            methods += [t] * len(rows)
-    # Equal numbers per type: trim every type to the smallest count found.
-    methods = np.array(methods)
-    images = np.concatenate(images)
-    labels = np.concatenate(labels).astype(np.int64)
-    smallest = min(int((methods == t).sum()) for t in types)
-    keep = np.concatenate([np.flatnonzero(methods == t)[:smallest] for t in types])
-    return {"images": images[keep], "labels": labels[keep], "method": methods[keep]}
+            keys = meta["key"][meta["method"] == t].tolist()
+            pools[t].append([(s_index, k) for k in rng.permutation(np.array(keys, dtype=object)).tolist()])
+    empty = [t for t in types if not any(pools[t])]
+    if empty:
+        _log(f"evaluate: no adversarial test image of type(s) {empty}; left out of the test set")
+    present = [t for t in types if t not in empty]
+    take = min([per_type] + [sum(len(p) for p in pools[t]) for t in present]) if present else 0
+    index = [{k: i for i, k in enumerate(a.keys)} for a in arrays]
+    images, labels, methods = [], [], []
+    for t in present:
+        # Round-robin over the nets keeps the draw even across them.
+        chosen = [pair for group in _round_robin(pools[t]) for pair in group][:take]
+        for s_index, key in chosen:
+            images.append(arrays[s_index].images[index[s_index][key]])
+            labels.append(arrays[s_index].labels[index[s_index][key]])
+        methods += [t] * len(chosen)
+    shape = arrays[0].images.shape[1:] if arrays else (0,)
+    return {"images": np.array(images, np.uint8).reshape((-1,) + shape),
+            "labels": np.array(labels, np.int64), "method": np.array(methods)}
+
+
+def _round_robin(lists: list[list]) -> list[list]:
+    """[[a0, b0, c0], [a1, b1, c1], ...] from [[a0, a1, ...], [b0, b1, ...], ...]."""
+    longest = max((len(x) for x in lists), default=0)
+    return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
 
 
 def _table_rows(results: dict) -> list[dict]:
@@ -516,21 +508,22 @@ def _table_rows(results: dict) -> list[dict]:
 def _examples(metadata: str, test_images: np.ndarray, source: int | None, types: list[str]):
     """Fig. 2 inputs: one original and its adversarial of every type found for it."""
     from hotcold.lmdb_io import read_datum_lmdb
-    from hotcold.report import Example, ExampleGrid
+    from hotcold.report import Example, ExampleGrid, read_metadata
 
-    meta = _read_meta(Path(metadata))
-    by_source: dict[int, dict[str, dict]] = {}
-    for r in meta:
-        by_source.setdefault(int(r["source_index"]), {})[r["method"]] = r
-    if not by_source:
+    meta = read_metadata(metadata)
+    if not len(meta["key"]):
         return None
+    by_source: dict[int, dict[str, int]] = {}
+    for row, (s, method) in enumerate(zip(meta["source_index"].tolist(), meta["method"].tolist())):
+        by_source.setdefault(s, {})[method] = row
     if source is None:
         source = max(by_source, key=lambda s: (len(by_source[s]), -s))
     rows = by_source.get(source, {})
     arrays = read_datum_lmdb(Path(metadata).parent / "images.lmdb")
     index = {k: i for i, k in enumerate(arrays.keys)}
-    examples = [Example(t, arrays.images[index[rows[t]["key"]]], float(rows[t]["pass_score"]),
-                        float(rows[t]["l2_input"]), float(rows[t]["linf"]), int(rows[t]["predicted"]))
+    examples = [Example(t, arrays.images[index[meta["key"][rows[t]]]], float(meta["pass_score"][rows[t]]),
+                        float(meta["l2_input"][rows[t]]), float(meta["linf"][rows[t]]),
+                        int(meta["predicted"][rows[t]]))
                 for t in types if t in rows]
-    label = int(next(iter(rows.values()))["label"]) if rows else None
+    label = int(meta["label"][next(iter(rows.values()))]) if rows else None
     return ExampleGrid(test_images[source], examples, label) if examples else None

@@ -22,7 +22,7 @@ from hotcold.caffe_net import CaffeClassifier
 from hotcold.directions import compute_directions
 from hotcold.methods import Method, parse_methods, with_scales
 from hotcold.metrics import perturbation_metrics
-from hotcold.pass_score import pass_scores
+from hotcold.pass_measure import pass_scores
 from hotcold.search import SearchSettings, hard_positives, line_search
 
 
@@ -53,7 +53,8 @@ class GeneratedImage:
     l2, l2_per_pixel, linf, l2_input:
         Perturbation metrics, see :mod:`hotcold.metrics`.
     forward_passes:
-        Candidates the line search classified for this direction.
+        Candidates classified for this image: the line search's along its
+        direction, plus one for a hard positive's own classification.
     accepted:
         Whether the image meets Eq. 5's criteria for ``tau``.
     """
@@ -162,21 +163,31 @@ def _generate_chunk(classifier, images, labels, offset, methods, directions, tau
     y = labels[i_idx]
     result = line_search(classifier, x, eta, y, settings)
 
-    out_images, out_pred, out_job, out_method = [], [], [], []
+    picks = []
     for method in methods:
         jobs = np.flatnonzero(result.found & (d_idx == directions.index(Method(method.family, method.k))))
-        if not jobs.size:
-            continue
+        if jobs.size:
+            picks.append((method, jobs))
+    if not picks:
+        return
+    # Every hard positive of the chunk in one batched classification.
+    scaled = [(m, jobs) for m, jobs in picks if m.scale != 1.0]
+    if scaled:
+        hp_jobs = np.concatenate([jobs for _, jobs in scaled])
+        hp_scale = np.concatenate([np.full(len(jobs), m.scale) for m, jobs in scaled])
+        hp_images, hp_pred = hard_positives(classifier, x[hp_jobs], eta[hp_jobs], result.eps[hp_jobs], hp_scale)
+    out_images, out_pred, out_job, out_method = [], [], [], []
+    offset_hp = 0
+    for method, jobs in picks:
         if method.scale == 1.0:
-            imgs, pred = result.images[jobs], result.predicted[jobs]
+            out_images.append(result.images[jobs])
+            out_pred.append(result.predicted[jobs])
         else:
-            imgs, pred = hard_positives(classifier, x[jobs], eta[jobs], result.eps[jobs], method.scale)
-        out_images.append(imgs)
-        out_pred.append(pred)
+            out_images.append(hp_images[offset_hp:offset_hp + len(jobs)])
+            out_pred.append(hp_pred[offset_hp:offset_hp + len(jobs)])
+            offset_hp += len(jobs)
         out_job.append(jobs)
         out_method.extend([method] * len(jobs))
-    if not out_images:
-        return
     adv = np.concatenate(out_images)
     pred = np.concatenate(out_pred)
     job = np.concatenate(out_job)
@@ -204,7 +215,7 @@ def _generate_chunk(classifier, images, labels, offset, methods, directions, tau
             l2_per_pixel=float(metrics.l2_per_pixel[r]),
             linf=float(metrics.linf[r]),
             l2_input=float(metrics.l2_input[r]),
-            forward_passes=int(result.evaluations[j]),
+            forward_passes=int(result.evaluations[j]) + int(method.scale != 1.0),
             accepted=accepted,
         )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hotcold._io import atomic_write
 from hotcold.caffe_net import CaffeClassifier
 from hotcold.generate import GeneratedImage, generate
 from hotcold.lmdb_io import DatumLmdbAppender
@@ -50,12 +51,6 @@ def _row(record: GeneratedImage, key: str, net: str, source_index: int) -> list:
             f"{record.eps:.6g}", f"{record.scale:g}", f"{record.pass_score:.6f}", int(record.pass_converged),
             f"{record.l2:.6g}", f"{record.l2_per_pixel:.6g}", f"{record.linf:.6g}", f"{record.l2_input:.6g}",
             record.forward_passes, int(record.accepted)]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _csv_text(rows: Sequence[Sequence]) -> str:
@@ -141,7 +136,7 @@ def generate_to_lmdb(
             if fresh:
                 db.append(np.stack([records[i].image for i in fresh]),
                           [records[i].label for i in fresh], [keys[i] for i in fresh])
-            _atomic_write(meta_path, _csv_text([_row(r, k, net_name, i)
+            atomic_write(meta_path, _csv_text([_row(r, k, net_name, i)
                                                 for r, k, i in zip(records, keys, sources)]))
             run += 1
         stored = len(db)
@@ -154,6 +149,6 @@ def generate_to_lmdb(
         for c in range(n_chunks):
             with open(meta_dir / f"chunk_{c:06d}.csv", newline="") as fh:
                 rows.extend(list(csv.reader(fh))[1:])
-        _atomic_write(metadata, _csv_text(rows))
+        atomic_write(metadata, _csv_text(rows))
     return GenerationSummary(out / "images.lmdb", metadata, stored, run, skipped,
                              time.perf_counter() - start_time, classifier.forward_passes - forwards_before)

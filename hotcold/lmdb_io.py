@@ -316,6 +316,7 @@ def write_shuffled_mix(
     commit_every: int = DEFAULT_COMMIT_EVERY,
     map_size: int | None = None,
     overwrite: bool = False,
+    select: Sequence[Sequence[str] | None] | None = None,
 ) -> int:
     """Concatenate Datum LMDBs and write them in a seeded random order.
 
@@ -327,6 +328,8 @@ def write_shuffled_mix(
     zero-padded indices. Records are copied byte for byte and streamed: only
     the source keys and the permutation are held in memory, so 1M records are
     fine. The LMDB is built at ``out_path + ".tmp"`` and renamed when complete.
+    ``select`` takes, per source, the keys to use (in that order) or ``None``
+    for all of them, e.g. only the generated images of some methods.
 
     Returns
     -------
@@ -352,6 +355,17 @@ def write_shuffled_mix(
                 for s in source_paths
             ]
             source_keys = [list(txn.cursor().iternext(keys=True, values=False)) for txn in txns]
+            if select is not None:
+                if len(select) != len(source_paths):
+                    raise ValueError(f"select needs one entry per source ({len(source_paths)}), got {len(select)}")
+                for s, keys in enumerate(select):
+                    if keys is None:
+                        continue
+                    source_keys[s] = [k.encode("ascii") for k in keys]
+                    missing = [k for k in source_keys[s] if txns[s].get(k) is None]
+                    if missing:
+                        raise ValueError(f"select[{s}]: {len(missing)} keys are not in {source_paths[s]}, "
+                                         f"e.g. {missing[0].decode()!r}")
             shape = _common_shape(pb2, txns, source_paths)
             offsets = np.cumsum([0] + [len(k) for k in source_keys])
             total = int(offsets[-1])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from hotcold._caffe import caffe_pb2
+from hotcold._caffe import caffe_pb2, import_caffe
 
 # Layer types whose parameter count is known from their own settings.
 _PARAMS_FROM_BIAS_TERM = {"Convolution": "convolution_param",
@@ -123,7 +123,19 @@ def load_deploy(path: str | os.PathLike, *, freeze_params: bool = True) -> Deplo
             input_shape = tuple(param.input_shape[0].dim)
         elif param.input_dim:
             input_shape = tuple(param.input_dim[:4])
+    known_types = set(import_caffe().layer_type_list())
     for layer in param.layer:
+        if layer.type not in known_types:
+            raise ValueError(
+                f"{path}: layer {layer.name!r} has type {layer.type!r}, which this Caffe build does not "
+                f"know; known types: {', '.join(sorted(known_types))}"
+            )
+        for bottom in layer.bottom:
+            if bottom not in blob_names:
+                raise ValueError(
+                    f"{path}: layer {layer.name!r} reads bottom {bottom!r}, which no earlier layer "
+                    f"produces; blobs so far: {', '.join(blob_names) or 'none'}"
+                )
         if layer.type == "Input" and input_blob is None and layer.top:
             input_blob = layer.top[0]
             shapes = layer.input_param.shape

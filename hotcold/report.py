@@ -20,7 +20,6 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from hotcold._io import atomic_write
 from hotcold.methods import FAMILIES, parse_methods
 
 __all__ = [
@@ -89,24 +89,11 @@ Groups = Mapping[str, str | Sequence[str]]
 # ----------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
     return path
 
 
@@ -230,7 +217,7 @@ def write_table1(rows: Iterable[Mapping[str, object]], out_dir: str | os.PathLik
         "\nTable 1 (cf. Rozsa et al. 2016, Table 1): test error of LeNets trained on each kind of data, "
         "mean ± std over the nets; the adversarial test set mixes all generated types from all nets.\n"
     )
-    _atomic_write(md_path, (table1_markdown(rows) + caption).encode())
+    atomic_write(md_path, (table1_markdown(rows) + caption).encode())
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow([*TABLE1_KEYS, *_PAPER_CSV_KEYS])
@@ -241,7 +228,7 @@ def write_table1(rows: Iterable[Mapping[str, object]], out_dir: str | os.PathLik
             else [paper.mnist_error / 100, paper.mnist_error_std / 100, paper.adv_error / 100]
         )
         writer.writerow([*(row[k] for k in TABLE1_KEYS), *paper_cells])
-    _atomic_write(csv_path, text.getvalue().encode())
+    atomic_write(csv_path, text.getvalue().encode())
     return md_path, csv_path
 
 
@@ -824,6 +811,6 @@ def write_report(
                                      label=examples.label))
         parts.append(f"### {title}\n\n![{title}](fig2_examples.png)\n")
     report = out_dir / "report.md"
-    _atomic_write(report, "\n".join(parts).encode())
+    atomic_write(report, "\n".join(parts).encode())
     written.append(report)
     return written

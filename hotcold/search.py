@@ -40,7 +40,7 @@ class SearchSettings:
     Attributes
     ----------
     initial_eps:
-        First eps tried, in pixel levels (0.5 is the smallest that changes a pixel).
+        First eps tried, in pixel levels (no pixel changes below 0.5).
     initial_step:
         First step between tries.
     growth:
@@ -207,16 +207,19 @@ def hard_positives(
     x: np.ndarray,
     eta_hat: np.ndarray,
     eps_star: np.ndarray,
-    scale: float,
+    scale: float | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """x(scale * eps*) and its predicted labels: hard positives beyond the minimum (Sec. 4).
+
+    ``scale`` is one value or one per job, each >= 1 (the paper: 1.05, 1.10).
 
     Returns
     -------
     images, predicted:
-        ``J x H x W[ x C]`` uint8 and ``J`` int.
+        ``J x H x W[ x C]`` uint8 and ``J`` int, from one batched classification.
     """
-    if scale < 1:
-        raise ValueError(f"hard-positive scale must be >= 1, got {scale}")
+    scale = np.asarray(scale, np.float64)
+    if np.any(scale < 1):
+        raise ValueError(f"hard-positive scale must be >= 1, got {scale.min()}")
     images = candidate(np.asarray(x, np.float64), eta_hat, scale * np.asarray(eps_star))
     return images, classifier.classify(images)

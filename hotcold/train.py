@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -40,8 +39,9 @@ from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
 from hotcold import __version__
-from hotcold._caffe import caffe_pb2, import_caffe
-from hotcold.caffe_net import CaffeClassifier, _set_mode
+from hotcold._caffe import caffe_pb2, import_caffe, set_device
+from hotcold._io import atomic_write
+from hotcold.caffe_net import CaffeClassifier
 from hotcold.lmdb_io import write_shuffled_mix
 from hotcold.models import ModelSpec, load_model
 from hotcold.prototxt import check_weights
@@ -281,7 +281,7 @@ def train(
                        base_lr=base_lr, lr_schedule=lr_schedule, base_iter=base_iter, snapshot=snapshot_every,
                        test_interval=0, test_iter=None, solver_mode="CPU" if device == "cpu" else "GPU")
     caffe = import_caffe()
-    _set_mode(caffe, device)
+    set_device(device)
     solver = caffe.get_solver(str(rendered.solver_path))
     param_shapes = {name: [tuple(b.data.shape) for b in blobs] for name, blobs in solver.net.params.items()}
 
@@ -453,8 +453,8 @@ def _render(model: ModelSpec | str, out_dir: PathLike, *, train_lmdb: PathLike, 
         solver.ClearField("test_iter")
         solver.test_iter.append(int(test_iter))
 
-    _write_atomic(net_path, text_format.MessageToString(net).encode())
-    _write_atomic(solver_path, text_format.MessageToString(solver).encode())
+    atomic_write(net_path, text_format.MessageToString(net).encode())
+    atomic_write(solver_path, text_format.MessageToString(solver).encode())
     return _Rendered(solver_path, solver, net)
 
 
@@ -540,18 +540,7 @@ def _write_record(out: Path, settings: dict, *, iterations: int, seconds: float,
     record = {"settings": settings, "iterations": iterations, "seconds": round(seconds, 3),
               "final_loss": None if math.isnan(final_loss) else final_loss, "complete": complete,
               "hotcold_version": __version__}
-    _write_atomic(out / TRAIN_RECORD, (json.dumps(record, indent=2) + "\n").encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out / TRAIN_RECORD, (json.dumps(record, indent=2) + "\n").encode())
 
 
 # -- snapshots -----------------------------------------------------------------------
@@ -607,7 +596,7 @@ def _snapshot_problem(state_path: Path, iteration: int, param_shapes: dict[str, 
         return "its history blobs do not match the net's parameters"
     if state.learned_net != str(weights):
         state.learned_net = str(weights)
-        _write_atomic(state_path, state.SerializeToString())
+        atomic_write(state_path, state.SerializeToString())
     return None
 
 

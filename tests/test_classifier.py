@@ -93,3 +93,21 @@ def test_color_layout_channel_swap_and_mean(tmp_path):
     grad = clf.backprop(rgb, "fc", np.array([[1.0, 0, 0]] * 2, np.float32))
     expected = (w[0] * 0.5).transpose(1, 2, 0)[..., ::-1]  # back to H x W x RGB
     np.testing.assert_allclose(grad[0], expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (('bottom: "pool2"', 'bottom: "pool9"'), "reads bottom 'pool9', which no earlier layer produces"),
+    (('type: "ReLU"', 'type: "ReLu"'), "has type 'ReLu', which this Caffe build does not know"),
+])
+def test_prototxt_errors_caffe_would_abort_on_are_python_errors(lenet_weights, tmp_path, edit, message):
+    broken = tmp_path / "broken.prototxt"
+    text = DEPLOY.read_text()
+    assert edit[0] in text
+    broken.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ValueError, match=message):
+        CaffeClassifier(broken, lenet_weights, logits_blob="ip2")
+
+
+def test_input_blob_is_no_logits_blob(lenet_weights):
+    with pytest.raises(ValueError, match="is the net's input"):
+        CaffeClassifier(DEPLOY, lenet_weights, logits_blob="data")

@@ -137,6 +137,11 @@ def test_tiny_config_runs_end_to_end_and_resumes(mnist, tmp_path, capsys):
     run_experiment(config, out=tmp_path / "run", progress=False)
     assert time.time() - started < 30  # every stage but the report is skipped
     assert "basic LeNet" in capsys.readouterr().out
+    # A changed config reruns the stage from scratch instead of resuming stale chunks.
+    config.write_text(TINY.format(source=os.environ["HOTCOLD_MNIST_DIR"]).replace("source_images: 60", "source_images: 30"))
+    run_experiment(config, out=tmp_path / "run", progress=False)
+    sources = {int(r["source_index"]) for r in _meta(run / "generate" / "base0" / "metadata.csv")}
+    assert max(sources) < 30
 
 
 def test_cli_pass_and_doctor(tmp_path, capsys):

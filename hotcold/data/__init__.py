@@ -8,6 +8,7 @@ from hotcold.data.mnist import (
     default_cache_dir,
     find_mnist_source,
     load_mnist,
+    prepare_mnist,
     read_idx,
 )
 
@@ -20,5 +21,6 @@ __all__ = [
     "default_cache_dir",
     "find_mnist_source",
     "load_mnist",
+    "prepare_mnist",
     "read_idx",
 ]

@@ -299,3 +299,24 @@ def _fetch(url: str, dest: Path, expected: str, timeout: float) -> str:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def prepare_mnist(out: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """MD5-verified MNIST as Caffe Datum LMDBs ``train.lmdb`` and ``test.lmdb`` in ``out``.
+
+    ``source`` as in :func:`find_mnist_source`. LMDBs already complete in
+    ``out`` are kept (they are written atomically, so a present one is whole).
+    Returns ``{"train_lmdb": path, "test_lmdb": path}``.
+    """
+    from hotcold.lmdb_io import write_datum_lmdb
+
+    out = Path(out)
+    paths = {"train_lmdb": out / "train.lmdb", "test_lmdb": out / "test.lmdb"}
+    if not all((p / "data.mdb").is_file() for p in paths.values()):
+        data = load_mnist(find_mnist_source(source))
+        splits = {"train_lmdb": (data.train_images, data.train_labels),
+                  "test_lmdb": (data.test_images, data.test_labels)}
+        for name, path in paths.items():
+            if not (path / "data.mdb").is_file():
+                write_datum_lmdb(path, *splits[name])
+    return {k: str(v) for k, v in paths.items()}

@@ -1,4 +1,4 @@
-"""Tests of hotcold.pass_score: SSIM (Eq. 2-3), ECC alignment (Eq. 1) and PASS (Eq. 4)."""
+"""Tests of hotcold.pass_measure: SSIM (Eq. 2-3), ECC alignment (Eq. 1) and PASS (Eq. 4)."""
 from __future__ import annotations
 
 import gzip
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from hotcold.pass_score import Alignment, PassBatch, PassResult, align, pass_score, pass_scores, ssim
+from hotcold.pass_measure import Alignment, PassBatch, PassResult, align, pass_score, pass_scores, ssim
 
 SSIM_TOL = 1e-6
 
