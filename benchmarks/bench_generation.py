@@ -55,6 +55,16 @@ def main() -> None:
         print(f"| {name} | {found} / {len(jobs_x)} | {found / seconds:.0f} | "
               f"{result.evaluations[result.found].mean():.1f} | {clf.forward_passes - calls0} | {seconds:.2f} |")
 
+    print("\n| B_l, 10 seeds per image | seconds | images x seeds / s |\n| --- | --- | --- |")
+    seeds = [np.random.default_rng(k).normal(size=(len(x), 10)).astype(np.float32) for k in range(10)]
+    for freeze in (True, False):
+        net = hotcold.load_model("lenet").classifier(args.weights, batch_size=1000, freeze_params=freeze)
+        t0 = time.perf_counter()
+        net.backprop_many(x, "ip2", seeds)
+        seconds = time.perf_counter() - t0
+        label = "weights frozen (lr_mult 0, hotcold's default)" if freeze else "weight gradients computed (stock)"
+        print(f"| {label} | {seconds:.2f} | {10 * len(x) / seconds:.0f} |")
+
     d = compute_directions(clf, x, y, parse_methods("HC-D-1"))
     result = line_search(clf, x, d.eta_hat[0], y)
     adv, orig = result.images[result.found], x[result.found]
