@@ -99,7 +99,6 @@ class CaffeClassifier:
         self._layer_producing(self.logits_blob)
         self.num_classes = int(np.prod(self.net.blobs[self.logits_blob].data.shape[1:]))
         self.forward_passes = 0
-        self.images_forwarded = 0
 
     # -- validation -----------------------------------------------------------------
     @staticmethod
@@ -169,7 +168,6 @@ class CaffeClassifier:
         blob.data[...] = data
         self.net.forward(end=self._layer_producing(end))
         self.forward_passes += 1
-        self.images_forwarded += len(chunk)
 
     def _layer_producing(self, blob: str) -> str:
         producer = self.net._top_producer_of_blob(blob)

@@ -52,7 +52,7 @@ class TrainConfig:
     iterations: int = 10000
     """Solver iterations per base net (paper: 10K)."""
     snapshot_every: int = 1000
-    """Snapshot interval; a killed run resumes from the latest snapshot."""
+    """Snapshot interval; a killed run resumes from the latest snapshot (the newest two are kept)."""
 
 
 @dataclass(frozen=True)
@@ -347,7 +347,8 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
             order = shuffled_copy(data["train_lmdb"], stage.dir / f"order_base{i}.lmdb", seed=exp.seed + i)
             result = train(model, stage.dir / f"base{i}", train_lmdb=order, test_lmdb=data["test_lmdb"],
                            seed=exp.seed + i, max_iter=exp.train.iterations,
-                           snapshot_every=exp.train.snapshot_every, progress=progress, device=exp.device)
+                           snapshot_every=exp.train.snapshot_every, keep_snapshots=2, progress=progress,
+                           device=exp.device)
             nets[f"base{i}"] = str(result.weights)
         stage.finish(data, {"nets": nets})
     base_nets: dict[str, str] = stage.outputs()["nets"]
@@ -400,7 +401,8 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
                                    test_lmdb=data["test_lmdb"], seed=seed, max_iter=exp.finetune.iterations,
                                    init_weights=weights, lr_schedule=exp.finetune.lr_schedule,
                                    base_iter=exp.train.iterations if continued else None,
-                                   snapshot_every=exp.train.snapshot_every, progress=progress, device=exp.device)
+                                   snapshot_every=exp.train.snapshot_every, keep_snapshots=2, progress=progress,
+                                   device=exp.device)
                     tuned[tag] = {"weights": str(result.weights), "set": ts.name, "base": net,
                                   "train_images": len(keys)}
         stage.finish({"nets": base_nets, "generated": generated}, {"nets": tuned})

@@ -161,3 +161,29 @@ def test_cli_pass_and_doctor(tmp_path, capsys):
     done = subprocess.run([str(Path(sys.executable).parent / "hotcold"), "doctor"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "backward from blob" in done.stdout and "0 missing" in done.stdout
+
+
+def test_image_sets_from_folder_idx_and_lmdb(mnist, mnist_lmdbs, tmp_path):
+    import cv2
+
+    from hotcold.image_sets import load_image_set
+
+    for i in range(6):
+        folder = tmp_path / "digits" / str(int(mnist.test_labels[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"img{i:03d}.png"), mnist.test_images[i])
+    images, labels = load_image_set(tmp_path / "digits")
+    order = sorted(range(6), key=lambda i: (str(int(mnist.test_labels[i])), f"img{i:03d}.png"))
+    np.testing.assert_array_equal(images, mnist.test_images[order])
+    np.testing.assert_array_equal(labels, mnist.test_labels[order])
+    source = Path(os.environ["HOTCOLD_MNIST_DIR"])
+    images, labels = load_image_set(source / "t10k-images-idx3-ubyte.gz", labels=source / "t10k-labels-idx1-ubyte.gz")
+    np.testing.assert_array_equal(images, mnist.test_images)
+    images, labels = load_image_set(mnist_lmdbs["test"])
+    np.testing.assert_array_equal(labels, mnist.test_labels[:2000])
+    (tmp_path / "bad" / "seven").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "bad" / "seven" / "a.png"), mnist.test_images[0])
+    with pytest.raises(ValueError, match="sub-folder names must be integer labels"):
+        load_image_set(tmp_path / "bad")
+    with pytest.raises(ValueError, match="pass its label file with --labels"):
+        load_image_set(source / "t10k-images-idx3-ubyte.gz")
