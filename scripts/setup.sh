@@ -38,8 +38,9 @@ stamp=.venv/.hotcold-setup-stamp
 want=$(cat setup.py | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing hotcold and its Python dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  log=.venv/pip-install.log
+  { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[test]'; } >"$log" 2>&1 \
+    || { tail -30 "$log" >&2; die "pip install failed; full log: $log"; }
   echo "$want" > "$stamp"
 fi
 
