@@ -187,3 +187,33 @@ def test_image_sets_from_folder_idx_and_lmdb(mnist, mnist_lmdbs, tmp_path):
         load_image_set(tmp_path / "bad")
     with pytest.raises(ValueError, match="pass its label file with --labels"):
         load_image_set(source / "t10k-images-idx3-ubyte.gz")
+
+
+def test_adversarial_test_set_is_equal_per_type_even_over_nets_and_skips_empty_types(tmp_path):
+    from hotcold.experiment import _adversarial_test_set
+    from hotcold.generation_run import GenerationSummary, _csv_text
+    from hotcold.lmdb_io import write_datum_lmdb
+
+    counts = {"base0": {"FGS": 5, "HC-D-1": 3}, "base1": {"FGS": 4, "HC-D-1": 1}}
+    summaries = []
+    for n, (net, per_method) in enumerate(counts.items()):
+        keys, rows, images, labels = [], [], [], []
+        for method, count in per_method.items():
+            for i in range(count):
+                key = f"{net}_{i:07d}_{method}"
+                label = (3 * n + i) % 10
+                keys.append(key)
+                images.append(np.full((28, 28), 10 * n + i, np.uint8))
+                labels.append(label)
+                rows.append([key, method, i, net, label, (label + 1) % 10, -1, 1.0, 1, 0.9, 1, 1, 1, 1, 1, 5, 1])
+        out = tmp_path / net
+        write_datum_lmdb(out / "images.lmdb", np.stack(images), labels, keys=keys)
+        (out / "metadata.csv").write_text(_csv_text(rows))
+        summaries.append(GenerationSummary(out / "images.lmdb", out / "metadata.csv", len(keys), 1, 0, 0.0, 0))
+    test_set = _adversarial_test_set(summaries, ["FGS", "HC-D-1", "HC-S-1"], per_type=10, seed=0)
+    methods = test_set["method"].tolist()
+    assert methods.count("FGS") == methods.count("HC-D-1") == 4  # the scarcer type sets the number
+    assert "HC-S-1" not in methods  # no image of that type: left out, not an empty test set
+    fgs = test_set["images"][test_set["method"] == "FGS"][:, 0, 0]
+    assert sorted(v // 10 for v in fgs) == [0, 0, 1, 1]  # even over the two nets
+    assert len(test_set["labels"]) == len(test_set["images"]) == 8
