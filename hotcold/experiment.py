@@ -249,15 +249,21 @@ def _validate(exp: Experiment) -> None:
 
 # -- stage bookkeeping --------------------------------------------------------------
 def code_version() -> str:
-    """hotcold's version plus the git commit of the working tree when there is one."""
+    """hotcold's version plus the git commit of the working tree (``-dirty`` with uncommitted changes)."""
     from hotcold import __version__
 
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{__version__}+{commit}" if commit else __version__
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return __version__
+    dirty = "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return f"{__version__}+{commit}{dirty}"
 
 
 def _config_hash(obj) -> str:
@@ -272,8 +278,9 @@ class _Stage:
     belong to that other config and must not be resumed.
     """
 
-    def __init__(self, run_dir: Path, name: str, config) -> None:
+    def __init__(self, run_dir: Path, name: str, config, version: str) -> None:
         self.dir = run_dir / name
+        self.version = version
         self.name = name
         self.config = config
         self.hash = _config_hash(config)
@@ -295,7 +302,7 @@ class _Stage:
 
     def finish(self, inputs: dict, outputs: dict) -> None:
         data = {"stage": self.name, "status": "complete", "config": self.config, "config_hash": self.hash,
-                "inputs": inputs, "outputs": outputs, "code_version": code_version(),
+                "inputs": inputs, "outputs": outputs, "code_version": self.version,
                 "seconds": round(time.time() - self.start, 1), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write(self.manifest, json.dumps(data, indent=2, default=str))
 
@@ -321,6 +328,7 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     from hotcold.train import error_rate, shuffled_copy, train
 
     exp = load_experiment(path)
+    version = code_version()  # the code that runs now, whatever is committed meanwhile
     run_dir = Path(out) if out else REPO / "runs" / exp.name
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "experiment.resolved.json", json.dumps(dataclasses.asdict(exp), indent=2))
@@ -331,7 +339,7 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
 
     # 1. data
     source = str(find_mnist_source(exp.data.source))
-    stage = _Stage(run_dir, "data", {"data": cfg["data"], "source": source})
+    stage = _Stage(run_dir, "data", {"data": cfg["data"], "source": source}, version)
     if not stage.done:
         _log("data: verifying MNIST and writing LMDBs")
         stage.finish({"source": source}, prepare_mnist(stage.dir, source=source))
@@ -339,7 +347,8 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     mnist = load_mnist(source)
 
     # 2. base nets
-    stage = _Stage(run_dir, "train", {"train": cfg["train"], "seed": exp.seed, "model": exp.model, "data": data})
+    stage = _Stage(run_dir, "train", {"train": cfg["train"], "seed": exp.seed, "model": exp.model, "data": data},
+                   version)
     if not stage.done:
         nets = {}
         for i in range(exp.train.nets):
@@ -357,7 +366,8 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     train_methods = sorted({m.name for ts in exp.finetune.training_sets for m in
                             with_scales(parse_methods(ts.methods, num_classes=model.num_classes),
                                         exp.generate.scales)})
-    stage = _Stage(run_dir, "generate", {"generate": cfg["generate"], "methods": train_methods, "nets": base_nets})
+    stage = _Stage(run_dir, "generate", {"generate": cfg["generate"], "methods": train_methods,
+                                         "nets": base_nets}, version)
     if not stage.done:
         generated = {}
         n = exp.generate.source_images
@@ -376,7 +386,7 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
 
     # 4. fine-tuning: every training set x base net x ordering
     stage = _Stage(run_dir, "finetune", {"finetune": cfg["finetune"], "generate": cfg["generate"],
-                                         "generated": generated, "data": data})
+                                         "generated": generated, "data": data}, version)
     if not stage.done:
         tuned = {}
         for ts in exp.finetune.training_sets:
@@ -411,7 +421,7 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     # 5. evaluation: MNIST test error and the held-out adversarial test set
     eval_types = [m.name for m in parse_methods(exp.evaluate.types, num_classes=model.num_classes)]
     stage = _Stage(run_dir, "evaluate", {"evaluate": cfg["evaluate"], "max_eps": exp.generate.max_eps,
-                                         "nets": base_nets, "tuned": tuned})
+                                         "nets": base_nets, "tuned": tuned}, version)
     if not stage.done:
         n = exp.evaluate.source_images
         summaries = []
@@ -439,7 +449,7 @@ def run_experiment(path: str | os.PathLike, *, out: str | os.PathLike | None = N
     evaluation = stage.outputs()
 
     # 6. report
-    stage = _Stage(run_dir, "report", {"report": cfg["report"], "evaluation": evaluation})
+    stage = _Stage(run_dir, "report", {"report": cfg["report"], "evaluation": evaluation}, version)
     rows = _table_rows(evaluation["results"])
     examples = _examples(evaluation["metadata"][0], mnist.test_images, exp.report.example_source, eval_types)
     paths = write_report(stage.dir, rows, evaluation["metadata"], examples=examples)
