@@ -23,7 +23,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -36,7 +35,7 @@ from hotcold.methods import FAMILIES, parse_methods
 
 __all__ = [
     "PAPER_TABLE1", "PaperResult", "TABLE1_KEYS", "METADATA_COLUMNS", "MethodSummary", "Example",
-    "ExampleImage", "ExampleGrid", "table1_markdown", "write_table1", "read_table1", "read_metadata",
+    "ExampleGrid", "table1_markdown", "write_table1", "read_table1", "read_metadata",
     "summarize_metadata", "plot_pass_distributions", "plot_metrics", "plot_examples", "write_report",
 ]
 
@@ -588,21 +587,13 @@ def plot_metrics(meta: Mapping[str, np.ndarray], path: str | os.PathLike[str], *
     return _save_figure(fig, path)
 
 
-class ExampleImage(Protocol):
-    """What Fig. 2 shows of one generated image; :class:`Example` and
-    :class:`hotcold.generate.GeneratedImage` both fit."""
-
-    method: str
-    image: np.ndarray
-    pass_score: float
-    l2_input: float
-    linf: float
-    predicted: int
-
-
 @dataclass(frozen=True)
 class Example:
-    """One generated image for Fig. 2: uint8 pixels and the metrics printed under it."""
+    """One generated image for Fig. 2: uint8 pixels and the metrics printed under it.
+
+    Anything with these attributes works in its place, e.g. a
+    :class:`hotcold.generate.GeneratedImage`.
+    """
 
     method: str
     image: np.ndarray
@@ -617,7 +608,7 @@ class ExampleGrid:
     """The inputs of :func:`plot_examples`, for :func:`write_report`."""
 
     original: np.ndarray
-    examples: Sequence[ExampleImage]
+    examples: Sequence[Example]
     label: int | None = None
 
 
@@ -634,7 +625,7 @@ def _pixels(image: np.ndarray, name: str, shape: tuple[int, ...] | None = None) 
     return arr.astype(np.float64)
 
 
-def plot_examples(original: np.ndarray, examples: Sequence[ExampleImage], path: str | os.PathLike[str], *,
+def plot_examples(original: np.ndarray, examples: Sequence[Example], path: str | os.PathLike[str], *,
                   label: int | None = None, ncols: int = 8) -> Path:
     """Fig. 2 ("ADVERSARIALS ON LENET/MNIST"): images and perturbations per method, as a PNG.
 
