@@ -9,11 +9,17 @@ from setuptools import find_packages, setup
 
 setup(
     name="hotcold",
-    version="0.1.0",
+    version="0.2.0",
     description="Adversarial diversity and hard positive generation (Rozsa et al. 2016) on Caffe",
     long_description=__doc__,
     python_requires=">=3.10",
-    packages=find_packages(include=["hotcold", "hotcold.*"]),
+    packages=find_packages(include=["hotcold", "hotcold.*"]) + ["hotcold.caffe.models", "hotcold.caffe.prototxts",
+                                                                  "hotcold.pipeline.experiments"],
+    # The repository's models/, prototxt/ and experiments/ folders are package data.
+    package_dir={"hotcold.caffe.models": "models", "hotcold.caffe.prototxts": "prototxt",
+                 "hotcold.pipeline.experiments": "experiments"},
+    package_data={"hotcold.caffe.models": ["*.yaml", "README.md"], "hotcold.caffe.prototxts": ["*.prototxt"],
+                  "hotcold.pipeline.experiments": ["*.yaml"]},
     install_requires=[
         "numpy>=1.23",
         "opencv-python-headless>=4.5",
@@ -27,6 +33,6 @@ setup(
         "scikit-image>=0.19",
         "six>=1.16",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "wheel>=0.38"]},
     entry_points={"console_scripts": ["hotcold = hotcold.cli:main"]},
 )

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import hotcold
+from hotcold.core.directions import compute_directions
+from hotcold.core.methods import parse_methods
+from hotcold.core.search import line_search
 from hotcold.data.mnist import load_mnist
-from hotcold.directions import compute_directions
-from hotcold.methods import parse_methods
-from hotcold.search import line_search
 
 REPO = Path(__file__).resolve().parent.parent
 

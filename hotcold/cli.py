@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from hotcold.doctor import main
+    from hotcold.caffe.doctor import main
 
     return main()
 
@@ -17,7 +17,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_pass(args: argparse.Namespace) -> int:
     import cv2
 
-    from hotcold.pass_measure import pass_score
+    from hotcold.core.pass_measure import pass_score
 
     images = []
     for path in (args.adversarial, args.original):
@@ -38,11 +38,11 @@ def _cmd_pass(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from hotcold.generation_run import generate_to_lmdb
-    from hotcold.image_sets import load_image_set
-    from hotcold.methods import parse_methods
-    from hotcold.models import load_model
-    from hotcold.search import SearchSettings
+    from hotcold.caffe.zoo import load_model
+    from hotcold.core.methods import parse_methods
+    from hotcold.core.search import SearchSettings
+    from hotcold.data.image_sets import load_image_set
+    from hotcold.pipeline.generation import generate_to_lmdb
 
     model = load_model(args.model)
     parse_methods(args.methods, num_classes=model.num_classes)  # fail fast on a bad name
@@ -69,14 +69,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from hotcold.experiment import run_experiment
+    from hotcold.pipeline.runner import run_experiment
 
     run_experiment(args.experiment, out=args.out, progress=not args.quiet)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hotcold import __version__
+    from hotcold._version import __version__
 
     parser = argparse.ArgumentParser(prog="hotcold", description=(
         "PASS, hot/cold adversarial directions and hard positives on Caffe "
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_pass)
 
     p = sub.add_parser("generate", help="adversarials / hard positives of an image set into an LMDB")
-    p.add_argument("--model", default="lenet", help="models/<name>.yaml or a YAML path")
+    p.add_argument("--model", default="lenet", help="a shipped model name (lenet) or a model YAML path")
     p.add_argument("--weights", required=True, help=".caffemodel")
     p.add_argument("--deploy", help="deploy prototxt (default: the model's)")
     p.add_argument("--images", required=True, help="IDX image file, Datum LMDB, or folder of label sub-folders")
@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("run", help="run an experiment YAML (stages resume when re-run)")
-    p.add_argument("experiment")
-    p.add_argument("--out", help="run directory (default: runs/<experiment name>)")
+    p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1) or a YAML path")
+    p.add_argument("--out", help="run directory (default: ./runs/<experiment name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
     return parser

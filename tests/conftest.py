@@ -44,7 +44,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def mnist_lmdbs(mnist, tmp_path_factory) -> dict[str, Path]:
     """10K training and 2K test images as Caffe LMDBs."""
-    from hotcold.lmdb_io import write_datum_lmdb
+    from hotcold.caffe.lmdb_io import write_datum_lmdb
 
     root = tmp_path_factory.mktemp("mnist_lmdb")
     paths = {"train": root / "train.lmdb", "test": root / "test.lmdb"}
@@ -56,19 +56,20 @@ def mnist_lmdbs(mnist, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def lenet_weights(mnist_lmdbs, tmp_path_factory) -> Path:
     """A LeNet trained for LENET_ITERATIONS iterations on real MNIST images."""
-    from hotcold.models import load_model
-    from hotcold.train import train
+    from hotcold.caffe.solver import SolverSettings
+    from hotcold.caffe.train import train
+    from hotcold.caffe.zoo import load_model
 
     out = tmp_path_factory.mktemp("lenet")
-    result = train(load_model("lenet"), out, train_lmdb=mnist_lmdbs["train"], test_lmdb=mnist_lmdbs["test"],
-                   seed=1, max_iter=LENET_ITERATIONS, snapshot_every=LENET_ITERATIONS)
+    settings = SolverSettings(seed=1, max_iter=LENET_ITERATIONS, snapshot_every=LENET_ITERATIONS)
+    result = train(load_model("lenet"), out, settings, train_lmdb=mnist_lmdbs["train"], test_lmdb=mnist_lmdbs["test"])
     return Path(result.weights)
 
 
 @pytest.fixture(scope="session")
 def lenet(lenet_weights):
     """The trained LeNet as a CaffeClassifier (logits blob ip2, input scale 1/256)."""
-    from hotcold.models import load_model
+    from hotcold.caffe.zoo import load_model
 
     return load_model("lenet").classifier(lenet_weights, batch_size=500)
 

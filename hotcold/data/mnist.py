@@ -308,7 +308,7 @@ def prepare_mnist(out: str | os.PathLike[str], *, source: str | os.PathLike[str]
     ``out`` are kept (they are written atomically, so a present one is whole).
     Returns ``{"train_lmdb": path, "test_lmdb": path}``.
     """
-    from hotcold.lmdb_io import write_datum_lmdb
+    from hotcold.caffe.lmdb_io import write_datum_lmdb
 
     out = Path(out)
     paths = {"train_lmdb": out / "train.lmdb", "test_lmdb": out / "test.lmdb"}

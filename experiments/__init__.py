@@ -1,0 +1,1 @@
+"""Experiment configs shipped with hotcold: package data of :mod:`hotcold.pipeline.config` (``hotcold run NAME``)."""

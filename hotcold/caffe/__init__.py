@@ -1,0 +1,16 @@
+"""Everything that runs Caffe: the only code of hotcold that imports pycaffe.
+
+* :mod:`~hotcold.caffe.runtime`: the pycaffe import, the build's info, the per-thread device.
+* :mod:`~hotcold.caffe.classifier`: :class:`CaffeClassifier`, the Classifier protocol on a deploy net, B_l.
+* :mod:`~hotcold.caffe.prototxt`: prototxt and weights checks before Caffe sees them.
+* :mod:`~hotcold.caffe.lmdb_io`: Datum LMDBs that Caffe's Data layer reads.
+* :mod:`~hotcold.caffe.solver`, :mod:`~hotcold.caffe.train`: solver rendering and resumable training.
+* :mod:`~hotcold.caffe.zoo`: the model descriptions (package data ``models/``, ``prototxt/``).
+* :mod:`~hotcold.caffe.doctor`: ``hotcold doctor``.
+
+pycaffe itself is imported on first use, so this package imports without it.
+"""
+from hotcold.caffe.classifier import CaffeClassifier
+from hotcold.caffe.zoo import ModelSpec, load_model
+
+__all__ = ["CaffeClassifier", "ModelSpec", "load_model"]

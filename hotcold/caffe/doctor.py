@@ -1,0 +1,132 @@
+"""``hotcold doctor``: what hotcold runs on, whether B_l works, and how to fix what is missing."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_CHECKOUT = Path(__file__).resolve().parents[2]
+"""The repository root when hotcold runs from a checkout (its patches are compared with the build)."""
+BUILD = "bash caffe_patch/build.sh"
+
+# A tiny net: B_l from the hidden blob must equal diff @ W1 (a linear layer).
+_PROBE_NET = """
+name: "hotcold_doctor_probe"
+force_backward: true
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 1 dim: 3 dim: 3 } } }
+layer { name: "hidden" type: "InnerProduct" bottom: "data" top: "hidden"
+        inner_product_param { num_output: 4 weight_filler { type: "gaussian" std: 1 } } }
+layer { name: "relu" type: "ReLU" bottom: "hidden" top: "hidden" }
+layer { name: "out" type: "InnerProduct" bottom: "hidden" top: "out"
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 } } }
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, what was found, and the fix."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _patch_hash() -> str | None:
+    patches = sorted((_CHECKOUT / "caffe_patch" / "patches").glob("*.patch"))
+    if not patches:
+        return None
+    return hashlib.sha256(b"".join(p.read_bytes() for p in patches)).hexdigest()[:16]
+
+
+def _python_packages() -> list[Check]:
+    checks = []
+    for module, package in [("numpy", "numpy"), ("cv2", "opencv-python-headless"),
+                            ("scipy", "scipy"), ("lmdb", "lmdb"), ("yaml", "pyyaml"),
+                            ("google.protobuf", "protobuf"), ("skimage", "scikit-image"),
+                            ("six", "six"), ("matplotlib", "matplotlib"), ("tqdm", "tqdm")]:
+        try:
+            mod = importlib.import_module(module)
+            checks.append(Check(package, True, getattr(mod, "__version__", "installed")))
+        except ImportError as exc:
+            checks.append(Check(package, False, str(exc), f"{sys.executable} -m pip install {package}"))
+    return checks
+
+
+def _caffe_checks() -> list[Check]:
+    from hotcold.caffe.runtime import build_info, import_caffe
+
+    try:
+        caffe = import_caffe()
+    except ImportError as exc:
+        return [Check("pycaffe", False, str(exc), BUILD)]
+    info = build_info()
+    checks = [Check("pycaffe", True, os.path.dirname(caffe.__file__))]
+    if not info:
+        checks.append(Check("caffe build", False, "no BUILDINFO beside pycaffe: not built by hotcold",
+                            BUILD))
+        return checks
+    checks.append(Check("caffe source", True, f"{info.get('caffe_version')} ({info.get('source')})"))
+    want = _patch_hash()
+    have = info.get("patch_hash")
+    checks.append(Check("patch hash", want is None or want == have,
+                        f"{have} (repository patches: {want})",
+                        f"{BUILD}   # the build predates the current patches"))
+    checks.append(Check("mode", True, "GPU (CUDA)" if info.get("mode") == "cuda" else "CPU only"))
+    checks.append(Check("BLAS", True, info.get("blas", "unknown")))
+    checks.append(_probe_backward_from_blob(caffe))
+    return checks
+
+
+def _probe_backward_from_blob(caffe) -> Check:
+    from hotcold.caffe.runtime import set_device
+
+    set_device("cpu")
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as fh:
+        fh.write(_PROBE_NET)
+    try:
+        net = caffe.Net(fh.name, caffe.TEST)
+    finally:
+        os.unlink(fh.name)
+    rng = np.random.default_rng(0)
+    net.blobs["data"].data[...] = rng.normal(size=net.blobs["data"].data.shape)
+    net.forward()
+    diff = rng.normal(size=net.blobs["hidden"].data.shape).astype(np.float32)
+    out = net.backward(hidden=diff)
+    mask = net.blobs["hidden"].data > 0
+    expected = ((diff * mask) @ net.params["hidden"][0].data).reshape(out["data"].shape)
+    error = float(np.abs(out["data"] - expected).max())
+    ok = error < 1e-4
+    return Check("backward from blob", ok, f"max error {error:.2e} on a probe net",
+                 f"{BUILD} --force   # the patch is missing or broken")
+
+
+def run_doctor() -> list[Check]:
+    """All checks, in report order."""
+    checks = [Check("python", sys.version_info >= (3, 10), f"{sys.version.split()[0]} ({sys.executable})",
+                    "use Python >= 3.10")]
+    checks += _python_packages()
+    checks += _caffe_checks()
+    mnist = os.environ.get("HOTCOLD_MNIST_DIR")
+    checks.append(Check("MNIST", True, f"HOTCOLD_MNIST_DIR={mnist}" if mnist else
+                        "HOTCOLD_MNIST_DIR unset: 'hotcold data mnist' will download"))
+    return checks
+
+
+def main() -> int:
+    """Print the report; non-zero exit when something is missing."""
+    checks = run_doctor()
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"{'ok ' if c.ok else 'BAD'} {c.name:<{width}}  {c.detail}")
+        if not c.ok and c.fix:
+            print(f"    {'':<{width}}  fix: {c.fix}")
+    bad = [c for c in checks if not c.ok]
+    print(f"\n{len(checks) - len(bad)} ok, {len(bad)} missing")
+    return 1 if bad else 0

@@ -1,0 +1,252 @@
+"""Experiment configuration: the YAML schema of ``hotcold run`` as dataclasses, checked before any work.
+
+Every key, its default and its meaning is a field below; ``experiments/*.yaml``
+are examples. :func:`load_experiment` rejects unknown keys, wrong types and
+meaningless values naming the key path (``generate.scales[1]``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from hotcold.caffe.zoo import load_model
+from hotcold.core.methods import parse_methods
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str | None = None
+    """Folder with the four MNIST IDX .gz files; None: $HOTCOLD_MNIST_DIR, else download."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    nets: int = 3
+    """Base nets, each with its own seed (paper: 3)."""
+    iterations: int = 10000
+    """Solver iterations per base net (paper: 10K)."""
+    snapshot_every: int = 1000
+    """Snapshot interval; a killed run resumes from the latest snapshot (the newest two are kept)."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    source_images: int = 60000
+    """How many of the first MNIST training images to generate from."""
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    """Scales applied to methods without an explicit ``xS`` suffix."""
+    tau: float | None = None
+    """PASS threshold of Eq. 5 (None: keep every found image)."""
+    max_eps: float = 255.0
+    """Line-search cap in pixel levels."""
+    chunk_size: int = 500
+    """Originals per atomic, resumable chunk."""
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    name: str
+    """Row name in Table 1, e.g. HC-D-9-1.05."""
+    methods: list[str]
+    """Method names whose generated images form the set, e.g. [HC-D-1..9x1.05]."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    iterations: int = 20000
+    """Fine-tuning iterations (paper: 20K)."""
+    orderings: int = 3
+    """Random orderings of each training set per base net (paper: 3)."""
+    mix_originals: bool = True
+    """Mix the 60K originals into the fine-tuning set (docs/training.md)."""
+    lr_schedule: str = "restart"
+    """'restart' the solver's schedule, or 'continue' it from the base net's iteration."""
+    training_sets: list[TrainingSet] = field(default_factory=list)
+    """The rows of Table 1 beyond the basic LeNet."""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    types: list[str] = field(default_factory=lambda: [
+        "FGS", "FGV", "HC-D-1..9", "HC-D-1x1.05", "HC-D-1x1.1", "HC-S-1"])
+    """Adversarial test types (paper: these 14)."""
+    per_type: int = 5000
+    """Held-out images per type, over all base nets (paper: 5K)."""
+    source_images: int = 10000
+    """How many MNIST test images to generate the adversarial test set from."""
+    tau: float | None = None
+    """PASS threshold for the adversarial test images."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    example_source: int | None = None
+    """MNIST test image shown in the Fig. 2 style figure (None: the first with every type)."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    """Run name; the default run directory is runs/<name>."""
+    model: str = "lenet"
+    """A shipped model name (``lenet``) or the path of a model YAML file."""
+    seed: int = 0
+    """Base seed: net i uses seed + i; orderings use seed + 1000 * (ordering + 1) + i."""
+    device: str = "cpu"
+    """cpu, gpu or gpu:N."""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def _build(cls, raw, where: str):
+    """Build dataclass ``cls`` from ``raw``, rejecting unknown keys and wrong types by key path."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where or 'experiment'}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"{where + '.' if where else ''}{unknown[0]}: unknown key; "
+                         f"valid keys here: {', '.join(sorted(names))}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}" if where else f.name
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{key}: missing required key")
+            continue
+        values[f.name] = _convert(hints[f.name], raw[f.name], key)
+    return cls(**values)
+
+
+def _convert(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        return [_convert(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"{key}: unsupported config type {tp}")
+
+
+def builtin_experiments() -> list[str]:
+    """Names of the experiment configs shipped with hotcold (``mnist_quick``, ...)."""
+    return sorted(p.stem for p in _builtin_dir().glob("*.yaml"))
+
+
+def _builtin_dir() -> Path:
+    return Path(str(resources.files("hotcold.pipeline.experiments")))
+
+
+def find_experiment(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file of a built-in experiment name (``mnist_quick``) or of a path.
+
+    Raises
+    ------
+    ValueError
+        When it is neither, listing the built-in names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if not path.suffix and path.name == str(name_or_path):
+        builtin = _builtin_dir() / f"{path.name}.yaml"
+        if builtin.is_file():
+            return builtin
+    raise ValueError(f"experiment {str(name_or_path)!r} is neither a YAML file nor a built-in experiment; "
+                     f"built-in: {', '.join(builtin_experiments())}")
+
+
+def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
+    """Load and validate an experiment (a built-in name or a YAML path) before any work starts.
+
+    Raises
+    ------
+    ValueError
+        Naming the key path (e.g. ``generate.scales[1]``) and the problem.
+    """
+    path = find_experiment(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    exp = _build(Experiment, raw, "")
+    _validate(exp)
+    return exp
+
+
+def _validate(exp: Experiment) -> None:
+    model = load_model(exp.model)
+    k = model.num_classes
+
+    def positive(key, value):
+        if value < 1:
+            raise ValueError(f"{key}: must be >= 1, got {value}")
+
+    for key, value in [("train.nets", exp.train.nets), ("train.iterations", exp.train.iterations),
+                       ("train.snapshot_every", exp.train.snapshot_every),
+                       ("generate.source_images", exp.generate.source_images),
+                       ("generate.chunk_size", exp.generate.chunk_size),
+                       ("finetune.iterations", exp.finetune.iterations),
+                       ("finetune.orderings", exp.finetune.orderings),
+                       ("evaluate.per_type", exp.evaluate.per_type),
+                       ("evaluate.source_images", exp.evaluate.source_images)]:
+        positive(key, value)
+    for i, s in enumerate(exp.generate.scales):
+        if s < 1:
+            raise ValueError(f"generate.scales[{i}]: hard-positive scales must be >= 1, got {s}")
+    for key, tau in [("generate.tau", exp.generate.tau), ("evaluate.tau", exp.evaluate.tau)]:
+        if tau is not None and not 0 <= tau <= 1:
+            raise ValueError(f"{key}: PASS threshold must be in [0, 1], got {tau}")
+    if exp.finetune.lr_schedule not in ("restart", "continue"):
+        raise ValueError(f"finetune.lr_schedule: must be 'restart' or 'continue', got {exp.finetune.lr_schedule!r}")
+    for i, ts in enumerate(exp.finetune.training_sets):
+        for j, name in enumerate(ts.methods):
+            try:
+                parse_methods(name, num_classes=k)
+            except ValueError as exc:
+                raise ValueError(f"finetune.training_sets[{i}].methods[{j}]: {exc}") from None
+    for j, name in enumerate(exp.evaluate.types):
+        try:
+            parse_methods(name, num_classes=k)
+        except ValueError as exc:
+            raise ValueError(f"evaluate.types[{j}]: {exc}") from None
+    if exp.data.source is not None and not Path(exp.data.source).is_dir():
+        raise ValueError(f"data.source: folder {exp.data.source!r} does not exist")
+    names = [ts.name for ts in exp.finetune.training_sets]
+    if len(set(names)) != len(names):
+        raise ValueError("finetune.training_sets: names must be unique")

@@ -1,0 +1,130 @@
+"""Generation at dataset scale: a Datum LMDB plus a metadata table, resumable.
+
+The originals are processed in fixed chunks. For each chunk, the generated
+images go into the LMDB in one transaction (all or nothing), then the chunk's
+metadata rows are written to ``meta/chunk_NNNNNN.csv`` atomically; a chunk is
+done when its metadata file exists. A run killed at any point resumes at the
+first chunk without a metadata file; if that chunk's images already reached
+the LMDB (killed between the two writes), they are not written again. Keys are
+``<net>_<source index>_<method>``, so nothing is stored twice.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hotcold._io import atomic_write
+from hotcold.caffe.lmdb_io import DatumLmdbAppender
+from hotcold.core.classifier import Classifier
+from hotcold.core.generator import generate_batches
+from hotcold.core.records import GeneratedBatch
+from hotcold.core.search import SearchSettings
+from hotcold.data.records import records_csv
+
+_BATCH = 100
+"""Originals per batched line search within a chunk (the progress bar's step)."""
+
+
+@dataclass(frozen=True)
+class GenerationSummary:
+    """What a generation run holds once complete."""
+
+    lmdb: Path
+    metadata: Path
+    images: int
+    chunks_run: int
+    chunks_skipped: int
+    seconds: float
+    forward_passes: int
+
+
+def generate_to_lmdb(
+    classifier: Classifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    methods: Sequence[str],
+    out_dir: str | os.PathLike,
+    *,
+    net_name: str = "net",
+    tau: float | None = None,
+    scales: Sequence[float] = (1.0,),
+    settings: SearchSettings = SearchSettings(),
+    chunk_size: int = 500,
+    source_indices: np.ndarray | None = None,
+    progress: bool = False,
+    stop_after_chunks: int | None = None,
+) -> GenerationSummary:
+    """Generate for every image and write ``images.lmdb`` + ``metadata.csv`` in ``out_dir``.
+
+    Parameters
+    ----------
+    classifier, images, labels, methods, tau, scales, settings:
+        As in :func:`hotcold.core.generator.generate_batches`; only accepted images are stored.
+    out_dir:
+        Run directory; an existing one is resumed.
+    net_name:
+        Name of the net in keys and in the ``net`` column.
+    chunk_size:
+        Originals per chunk (the unit of atomic writes and of resuming).
+    source_indices:
+        The originals' indices in their data set (default 0..N-1), stored as
+        ``source_index``.
+    stop_after_chunks:
+        Stop after running this many chunks (to test resuming); None runs all.
+    """
+    out = Path(out_dir)
+    meta_dir = out / "meta"
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray(labels, np.int64)
+    indices = np.arange(len(images)) if source_indices is None else np.asarray(source_indices, np.int64)
+    if indices.shape != (len(images),) or labels.shape != (len(images),):
+        raise ValueError(f"labels and source_indices must have {len(images)} entries")
+    n_chunks = -(-len(images) // chunk_size)
+    start_time = time.perf_counter()
+    forwards_before = classifier.forward_passes
+    run = skipped = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(images), unit="img", desc=f"generate {net_name}")
+    with DatumLmdbAppender(out / "images.lmdb") as db:
+        for c in range(n_chunks):
+            rows_slice = slice(c * chunk_size, min((c + 1) * chunk_size, len(images)))
+            meta_path = meta_dir / f"chunk_{c:06d}.csv"
+            if meta_path.exists():
+                skipped += 1
+                if bar is not None:
+                    bar.update(rows_slice.stop - rows_slice.start)
+                continue
+            if stop_after_chunks is not None and run >= stop_after_chunks:
+                break
+            parts = []
+            for sub in range(rows_slice.start, rows_slice.stop, _BATCH):
+                end = min(sub + _BATCH, rows_slice.stop)
+                parts += generate_batches(classifier, images[sub:end], labels[sub:end], methods, tau, scales,
+                                          settings=settings, chunk_size=_BATCH, net_name=net_name,
+                                          source_indices=indices[sub:end])
+                if bar is not None:
+                    bar.update(end - sub)
+            batch = GeneratedBatch.concat(parts)
+            fresh = np.array([k not in db for k in batch.key.tolist()], bool)
+            if fresh.any():
+                db.append(batch.images[fresh], batch.label[fresh].tolist(), batch.key[fresh].tolist())
+            atomic_write(meta_path, records_csv(batch))
+            run += 1
+        stored = len(db)
+    if bar is not None:
+        bar.close()
+    complete = all((meta_dir / f"chunk_{c:06d}.csv").exists() for c in range(n_chunks))
+    metadata = out / "metadata.csv"
+    if complete:
+        parts = [(meta_dir / f"chunk_{c:06d}.csv").read_text() for c in range(n_chunks)]
+        atomic_write(metadata, records_csv(GeneratedBatch.empty()) + "".join(p.partition("\n")[2] for p in parts))
+    return GenerationSummary(out / "images.lmdb", metadata, stored, run, skipped,
+                             time.perf_counter() - start_time, classifier.forward_passes - forwards_before)

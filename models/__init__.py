@@ -1,0 +1,1 @@
+"""Model descriptions (``*.yaml``): package data of :mod:`hotcold.caffe.zoo`."""

@@ -1,0 +1,1 @@
+"""LeNet prototxts: package data of :mod:`hotcold.caffe.zoo`."""
