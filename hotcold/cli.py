@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -15,19 +16,14 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _cmd_pass(args: argparse.Namespace) -> int:
-    import cv2
-
     from hotcold.core.pass_measure import pass_score
+    from hotcold.data.image_sets import read_image
 
-    images = []
-    for path in (args.adversarial, args.original):
-        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise ValueError(f"cannot read image {path!r}")
-        if image.ndim == 3:
-            image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
-        images.append(image)
-    result = pass_score(*images)
+    adversarial, original = read_image(args.adversarial), read_image(args.original)
+    if adversarial.shape != original.shape:
+        raise ValueError(f"the images differ in size: {args.adversarial} is {adversarial.shape}, {args.original} is "
+                         f"{original.shape}; PASS compares an image with a perturbed copy of the same size")
+    result = pass_score(adversarial, original)
     if args.json:
         print(json.dumps({"pass": result.score, "converged": result.converged,
                           "homography": result.homography.tolist(), "message": result.message}))
@@ -45,15 +41,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from hotcold.pipeline.generation import generate_to_lmdb
 
     model = load_model(args.model)
-    parse_methods(args.methods, num_classes=model.num_classes)  # fail fast on a bad name
-    classifier = model.classifier(args.weights, deploy_prototxt=args.deploy, device=args.device)
-    channels = model.input_shape[0]
-    images, labels = load_image_set(args.images, labels=args.labels, channels=channels)
-    if args.limit:
+    try:
+        parse_methods(args.methods, num_classes=model.num_classes)  # fail fast on a bad name
+    except ValueError as exc:
+        raise ValueError(f"--methods: {exc}") from None
+    images, labels = load_image_set(args.images, labels=args.labels, channels=model.input_shape[0])
+    if args.limit is not None:
+        if args.limit > len(images):
+            print(f"hotcold generate: warning: --limit {args.limit} is more than the {len(images)} images of "
+                  f"{args.images}; using all {len(images)}", file=sys.stderr)
         images, labels = images[:args.limit], labels[:args.limit]
+    if len(images) == 0:
+        raise ValueError(f"--images: {args.images} holds no images")
+    if labels.min() < 0 or labels.max() >= model.num_classes:
+        raise ValueError(f"--images: labels must lie in 0..{model.num_classes - 1} for {model.name}, found "
+                         f"{labels.min()}..{labels.max()}")
+    classifier = model.classifier(args.weights, deploy_prototxt=args.deploy, device=args.device)
     summary = generate_to_lmdb(classifier, images, labels, args.methods, args.out, net_name=args.net_name,
                                tau=args.tau, scales=args.scales, settings=SearchSettings(max_eps=args.max_eps),
-                               chunk_size=args.chunk_size, progress=not args.quiet)
+                               chunk_size=args.chunk_size, progress=not args.quiet, overwrite=args.overwrite,
+                               overwrite_hint="pass --overwrite to start over, or choose another --out")
     print(f"{summary.images} images in {summary.lmdb}; metadata {summary.metadata}; "
           f"{summary.seconds:.1f} s, {summary.forward_passes} Caffe forward calls")
     return 0
@@ -71,8 +78,54 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hotcold.pipeline.runner import run_experiment
 
-    run_experiment(args.experiment, out=args.out, progress=not args.quiet)
+    run_experiment(args.experiment, out=args.out, progress=not args.quiet, overwrite=args.overwrite)
     return 0
+
+
+def _number(*, least: float | None = None, most: float | None = None, above: float | None = None):
+    """An argparse type: a finite float within the given bounds."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if least is not None and value < least or most is not None and value > most \
+                or above is not None and value <= above:
+            bounds = " and ".join(b for b in (f">= {least:g}" if least is not None else "",
+                                              f"<= {most:g}" if most is not None else "",
+                                              f"> {above:g}" if above is not None else "") if b)
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+    return parse
+
+
+def _count(text: str) -> int:
+    """An argparse type: an integer >= 1 (no silent rounding of 1.7)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _plain_name(text: str) -> str:
+    from hotcold._guard import check_plain_name
+
+    try:
+        return check_plain_name(text, "the name")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _device(text: str) -> str:
+    name, _, index = text.partition(":")
+    if text != "cpu" and (name != "gpu" or (index and not index.isdigit())):
+        raise argparse.ArgumentTypeError(f"must be cpu, gpu or gpu:N, got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,14 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="IDX label file (with an IDX image file)")
     p.add_argument("--methods", nargs="+", default=["FGS", "FGV", "HC-D-1..9", "HC-S-1"],
                    help="e.g. FGS FGV HC-D-1..9 HC-S-1 HC-D-1x1.05")
-    p.add_argument("--scales", nargs="+", type=float, default=[1.0], help="hard-positive scales, 1 = minimal")
-    p.add_argument("--tau", type=float, help="PASS threshold of Eq. 5")
-    p.add_argument("--max-eps", type=float, default=255.0, help="line-search cap (pixel levels)")
-    p.add_argument("--limit", type=int, help="use the first N images")
-    p.add_argument("--chunk-size", type=int, default=500)
-    p.add_argument("--net-name", default="net")
-    p.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N")
-    p.add_argument("--out", required=True, help="output directory (resumed when it exists)")
+    p.add_argument("--scales", nargs="+", type=_number(least=1.0), default=[1.0],
+                   help="hard-positive scales >= 1; 1 = the minimal adversarial (paper: 1.05, 1.10)")
+    p.add_argument("--tau", type=_number(least=0.0, most=1.0), help="PASS threshold of Eq. 5, in [0, 1]")
+    p.add_argument("--max-eps", type=_number(above=0.0), default=255.0, help="line-search cap (pixel levels)")
+    p.add_argument("--limit", type=_count, help="use the first N images")
+    p.add_argument("--chunk-size", type=_count, default=500, help="originals per resumable chunk")
+    p.add_argument("--net-name", type=_plain_name, default="net", help="name of the net in keys and metadata")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, gpu or gpu:N")
+    p.add_argument("--out", required=True, help="output directory (resumed when it holds the same run)")
+    p.add_argument("--overwrite", action="store_true", help="start over when --out holds another run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 
@@ -123,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment YAML (stages resume when re-run)")
     p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1) or a YAML path")
     p.add_argument("--out", help="run directory (default: ./runs/<experiment name>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run directory of another experiment or code version, and redo stages "
+                        "whose configuration changed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
     return parser
@@ -139,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, ArithmeticError) as exc:
         print(f"hotcold {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"hotcold {args.command}: interrupted; finished work is kept, the same command resumes",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hotcold._guard import file_digest
 from hotcold.caffe.prototxt import DeployNet, check_weights, load_deploy
 from hotcold.caffe.runtime import check_device, import_caffe, set_device
 from hotcold.core.classifier import Diff
@@ -107,6 +108,13 @@ class CaffeClassifier:
         self._layer_producing(self.logits_blob)
         self.num_classes = int(np.prod(self.net.blobs[self.logits_blob].data.shape[1:]))
         self.forward_passes = 0
+
+    def fingerprint(self) -> dict:
+        """What identifies this network's function: hashes of its files and the input mapping."""
+        return {"deploy": file_digest(self.deploy.path), "weights": file_digest(self.weights),
+                "logits_blob": self.logits_blob, "input_scale": self.input_scale,
+                "mean": self.mean.ravel().tolist(),
+                "channel_swap": None if self.channel_swap is None else self.channel_swap.tolist()}
 
     # -- validation -----------------------------------------------------------------
     @staticmethod

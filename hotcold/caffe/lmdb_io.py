@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import shutil
+import struct
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import NamedTuple
 
 import lmdb
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from hotcold.caffe.runtime import caffe_pb2
 
@@ -35,6 +37,16 @@ DEFAULT_COMMIT_EVERY = 1000
 """Records per write transaction (what ``convert_mnist_data`` uses)."""
 
 _INITIAL_MAP_SIZE = 64 << 20
+# data.mdb's meta pages (64-bit LMDB 0.9): a 16-byte page header, then MDB_meta: magic, version (u32 each),
+# address, mapsize (u64), two 48-byte MDB_db records (the first one's md_pad holds the page size),
+# last_pg, txnid (u64). Pages 0 and 1 are metas; the one with the higher txnid is current.
+_LMDB_MAGIC = 0xBEEFC0DE
+_LMDB_VERSION = 1
+_META_MAGIC = 16
+_META_DB0_PAD = 16 + 4 + 4 + 8 + 8
+_META_LAST_PG = _META_DB0_PAD + 2 * 48
+_META_END = _META_LAST_PG + 16
+_PAGE_SIZES = frozenset(1 << k for k in range(9, 17))
 _LMDB_FILES = frozenset({"data.mdb", "lock.mdb"})
 _INT32 = np.iinfo(np.int32)
 
@@ -80,6 +92,8 @@ class DatumLmdbAppender:
             )
         if map_size is not None and map_size <= 0:
             raise ValueError(f"map_size must be a positive number of bytes, got {map_size}")
+        if self.path.exists():
+            check_lmdb_file(self.path)
         self._pb2: ModuleType = caffe_pb2()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._env = lmdb.open(str(self.path), map_size=map_size or _INITIAL_MAP_SIZE, subdir=True)
@@ -466,7 +480,11 @@ def _to_caller_layout(chw: np.ndarray) -> np.ndarray:
 def _decode(pb2: ModuleType, key: bytes, value: bytes) -> tuple[np.ndarray, int]:
     """One serialized Datum -> (C x H x W ``uint8`` image, label)."""
     datum = pb2.Datum()
-    datum.ParseFromString(value)
+    try:
+        datum.ParseFromString(value)
+    except DecodeError:
+        raise ValueError(f"record {key.decode(errors='replace')!r} is not a Caffe Datum; this LMDB was not written "
+                         "by hotcold or convert_imageset") from None
     shape = (datum.channels, datum.height, datum.width)
     if datum.encoded or len(datum.data) != math.prod(shape):
         raise ValueError(
@@ -480,7 +498,14 @@ def _decode(pb2: ModuleType, key: bytes, value: bytes) -> tuple[np.ndarray, int]
 def _records(pb2: ModuleType, txn: lmdb.Transaction) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield (key, C x H x W image, label) in key order, checking one shape throughout."""
     shape = None
-    for key, value in txn.cursor():
+    cursor = txn.cursor()
+    while True:
+        try:
+            if not (cursor.next() if shape is not None else cursor.first()):
+                return
+            key, value = cursor.key(), cursor.value()
+        except lmdb.Error as exc:
+            raise ValueError(f"the LMDB is damaged ({exc}); regenerate it or copy it again") from None
         chw, label = _decode(pb2, key, value)
         if shape is None:
             shape = chw.shape
@@ -496,10 +521,56 @@ def _batch(images: list[np.ndarray], labels: list[int], keys: list[str]) -> Datu
 
 
 def open_readonly(path: PathLike) -> lmdb.Environment:
-    """Open a Datum LMDB directory for reading; FileNotFoundError when it holds no ``data.mdb``."""
+    """Open a Datum LMDB directory for reading, after :func:`check_lmdb_file`.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the directory holds no ``data.mdb``.
+    ValueError
+        When ``data.mdb`` is damaged or is no LMDB (instead of a SIGBUS or a raw lmdb error).
+    """
     if not (Path(path) / "data.mdb").is_file():
         raise FileNotFoundError(f"{str(path)!r} is not an LMDB directory (no data.mdb)")
-    return lmdb.open(str(path), readonly=True, subdir=True)
+    check_lmdb_file(path)
+    try:
+        return lmdb.open(str(path), readonly=True, subdir=True)
+    except lmdb.Error as exc:
+        raise ValueError(f"LMDB {path} cannot be opened ({exc}); regenerate it or copy it again") from None
+
+
+def check_lmdb_file(path: PathLike) -> None:
+    """Check ``data.mdb``'s two meta pages before the file is memory-mapped.
+
+    LMDB maps the file and trusts its meta pages: a truncated copy kills the
+    process with SIGBUS when a page past the end is touched, and a foreign
+    file gives raw errors. Here the newest meta page must carry LMDB's magic
+    and version, and the file must hold every page up to its ``last_pg``.
+    """
+    data = Path(path) / "data.mdb"
+    size = data.stat().st_size
+    with open(data, "rb") as fh:
+        head = fh.read(_META_END)
+        metas = []
+        if len(head) >= _META_END:
+            page_size = struct.unpack_from("<I", head, _META_DB0_PAD)[0]
+            if page_size in _PAGE_SIZES:
+                fh.seek(page_size)
+                second = fh.read(_META_END)
+                for page in (head, second):
+                    if len(page) == _META_END:
+                        magic, version = struct.unpack_from("<II", page, _META_MAGIC)
+                        last_pg, txnid = struct.unpack_from("<QQ", page, _META_LAST_PG)
+                        if magic == _LMDB_MAGIC and version == _LMDB_VERSION:
+                            metas.append((txnid, last_pg, page_size))
+    if not metas:
+        raise ValueError(f"{data} is not an LMDB data file (no valid meta page); give an LMDB directory written by "
+                         "hotcold or Caffe's convert_imageset")
+    _, last_pg, page_size = max(metas)
+    need = (last_pg + 1) * page_size
+    if size < need:
+        raise ValueError(f"{data} is truncated: {size:,} bytes, but its last transaction uses {need:,}; copy it "
+                         "again or regenerate it")
 
 
 def _common_shape(

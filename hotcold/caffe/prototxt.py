@@ -82,8 +82,12 @@ def parse_text(path: str | os.PathLike, message):
     kind = type(message).__name__
     if not path.is_file():
         raise ValueError(f"{kind} file {str(path)!r} does not exist; pass the path of a .prototxt")
+    raw = path.read_bytes()
+    if b"\0" in raw[:4096]:
+        raise ValueError(f"{path} is a binary file, not a text {kind} (a .caffemodel or .binaryproto?); pass the "
+                         "text .prototxt here and the .caffemodel as the weights")
     try:
-        text_format.Merge(path.read_text(), message)
+        text_format.Merge(raw.decode("utf-8"), message)
     except (UnicodeDecodeError, text_format.ParseError) as exc:
         raise ValueError(f"{path} is not a valid Caffe {kind} (text protobuf): {exc}") from exc
     return message

@@ -20,11 +20,13 @@ snapshots, and resumes an interrupted run exactly where it stopped.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import os
 import re
+import shutil
 import time
 import warnings
 from collections import deque
@@ -172,6 +174,8 @@ def train(
     set_device(device)
     solver = caffe.get_solver(str(rendered.solver_path))
     param_shapes = {name: [tuple(b.data.shape) for b in blobs] for name, blobs in solver.net.params.items()}
+    # A snapshot is the weights (.caffemodel) plus one or two history blobs per weight (.solverstate).
+    snapshot_bytes = 3 * 4 * sum(math.prod(shape) for shapes in param_shapes.values() for shape in shapes) + (1 << 20)
 
     state = _latest_sound_snapshot(out, max_iter, param_shapes)
     resumed = state is not None
@@ -193,6 +197,8 @@ def train(
     start = time.perf_counter()
     try:
         while solver.iter < max_iter:
+            if settings.snapshot_every and (solver.iter + 1) % settings.snapshot_every == 0:
+                _check_free_space(out, snapshot_bytes, "snapshot")
             solver.step(1)  # Caffe snapshots inside step() at multiples of snapshot_every
             losses.append(_training_loss(solver.net))
             it = solver.iter
@@ -213,6 +219,7 @@ def train(
     if not losses:
         losses.append(_training_loss(solver.net, forward=True))
     final_loss = float(np.mean(losses))
+    _check_free_space(out, snapshot_bytes * 3 // 2, "final snapshot and weights")
     if not (settings.snapshot_every and max_iter % settings.snapshot_every == 0):
         solver.snapshot()
         _after_snapshot(out, identity, max_iter, seconds, final_loss, settings.keep_snapshots)
@@ -222,6 +229,15 @@ def train(
     _write_record(out, identity, iterations=max_iter, seconds=seconds, final_loss=final_loss, complete=True)
     log.info("%s: done, %d iterations in %.0f s, loss %.4f", out, max_iter, seconds, final_loss)
     return TrainResult(out / FINAL_WEIGHTS, max_iter, seconds, final_loss, resumed=resumed, cached=False)
+
+
+def _check_free_space(out: Path, needed: int, what: str) -> None:
+    """OSError before Caffe writes a file that does not fit: Caffe itself would abort the process (a glog CHECK)."""
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"{out} has {free / 2**20:.1f} MiB free, the {what} needs about "
+                                    f"{needed / 2**20:.1f} MiB; free some space and run the same command again "
+                                    "(training resumes from the last snapshot)")
 
 
 # -- the run record (train.json) ---------------------------------------------------------

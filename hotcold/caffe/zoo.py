@@ -58,7 +58,7 @@ class ModelSpec:
         deploy = deploy_prototxt or self.deploy_prototxt
         if deploy is None:
             raise ValueError(
-                f"model {self.name!r} ships no deploy prototxt; pass deploy_prototxt= (see models/{self.name}.yaml)"
+                f"model {self.name!r} ships no deploy prototxt; pass deploy_prototxt= (hotcold --deploy; see its model YAML)"
             )
         return CaffeClassifier(deploy, weights, logits_blob=self.logits_blob, input_scale=self.input_scale,
                                mean=self.mean, channel_swap=self.channel_swap, **kwargs)

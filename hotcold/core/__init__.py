@@ -1,6 +1,6 @@
 """The algorithms of the paper, free of Caffe: PASS, directions, line search, generation.
 
-Imports only numpy, OpenCV and scipy (and nothing else of hotcold). A network
+Imports only numpy and OpenCV (tqdm for an optional progress bar) and nothing else of hotcold. A network
 enters through the :class:`~hotcold.core.classifier.Classifier` protocol.
 
 * PASS (Sec. 3, Eq. 1-4): :mod:`~hotcold.core.pass_measure`; L2 / L-inf: :mod:`~hotcold.core.metrics`.

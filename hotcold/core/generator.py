@@ -78,7 +78,7 @@ def generate_batches(
         raise ValueError(f"tau must be in [0, 1] or None, got {tau}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    parsed = _resolve_methods(methods, scales, classifier.num_classes)
+    parsed = resolve_methods(methods, scales, classifier.num_classes)
     directions = tuple(sorted({Method(m.family, m.k) for m in parsed}))
     images = classifier.check_images(images)
     labels = np.asarray(labels, np.int64)
@@ -117,7 +117,9 @@ def generate(
         yield from batch.rows()
 
 
-def _resolve_methods(methods, scales, num_classes: int) -> tuple[Method, ...]:
+def resolve_methods(methods: str | Iterable[str | Method], scales: Sequence[float],
+                    num_classes: int) -> tuple[Method, ...]:
+    """The methods named (sets expanded), each unscaled one at every scale of ``scales``."""
     if isinstance(methods, (str, Method)):
         methods = [methods]
     parsed: list[Method] = []

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,9 +106,10 @@ def parse_methods(names: str | Iterable[str], *, num_classes: int | None = None)
 def with_scales(methods: Iterable[Method], scales: Iterable[float]) -> tuple[Method, ...]:
     """Each unscaled method at each of ``scales``; explicitly scaled methods stay as they are."""
     scales = tuple(float(s) for s in scales)
-    bad = [s for s in scales if s < 1.0]
+    bad = [s for s in scales if not (math.isfinite(s) and s >= 1.0)]
     if bad or not scales:
-        raise ValueError(f"scales must be a non-empty list of values >= 1, got {scales}")
+        raise ValueError(f"scales must be a non-empty list of finite values >= 1 (1 = the minimal adversarial, "
+                         f"1.05 a hard positive), got {list(scales)}")
     out: set[Method] = set()
     for m in methods:
         if m.scale != 1.0:

@@ -22,7 +22,7 @@ Hard positives (Sec. 4, 5.2) scale the same direction beyond the minimum:
 x(s * eps*), s >= 1 (the paper uses 1.05 and 1.10).
 
 All (image, direction) jobs advance together: each round classifies every
-active job's candidate in one batched Caffe call, and finished jobs leave.
+active job's candidate in one batched call of the classifier, and finished jobs leave.
 """
 from __future__ import annotations
 

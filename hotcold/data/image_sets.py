@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".tif", ".tiff"}
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8"
 
 
 def load_image_set(path: str | os.PathLike, *, labels: str | os.PathLike | None = None,
@@ -30,17 +32,56 @@ def load_image_set(path: str | os.PathLike, *, labels: str | os.PathLike | None 
         if labels is None:
             raise ValueError(f"{p} is an IDX image file; pass its label file with --labels")
         images, label_array = read_idx(p), read_idx(labels)
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ValueError(f"{p} holds {images.dtype} data of shape {images.shape}; an IDX image file for hotcold "
+                             "holds unsigned bytes, N x H x W (or N x H x W x 3)")
+        if label_array.ndim != 1 or label_array.dtype.kind not in "iu":
+            raise ValueError(f"{labels} holds {label_array.dtype} data of shape {label_array.shape}; an IDX label "
+                             "file holds one integer per image")
         if len(images) != len(label_array):
             raise ValueError(f"{p} has {len(images)} images but {labels} has {len(label_array)} labels")
-        return images.astype(np.uint8), label_array.astype(np.int64)
+        return images, label_array.astype(np.int64)
     if p.is_dir():
         return _load_folder(p, channels)
     raise ValueError(f"image set {str(p)!r} does not exist; give an IDX file, a Datum LMDB or a folder")
 
 
-def _load_folder(root: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def read_image(path: str | os.PathLike, *, channels: int | None = None) -> np.ndarray:
+    """One 8-bit image file as uint8 ``H x W`` (gray) or ``H x W x 3`` (RGB).
+
+    ``channels`` 1 or 3 converts to gray or RGB; ``None`` keeps the file's own.
+    Every way a file can fail to be an 8-bit image is one ValueError naming it:
+    missing, not an image, truncated (PNG without IEND, JPEG without EOI),
+    16-bit or floating-point pixels.
+    """
     import cv2
 
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"image {str(path)!r} does not exist")
+    data = path.read_bytes()
+    truncated = (data.startswith(_PNG_MAGIC) and b"IEND" not in data[-16:]) or \
+                (data.startswith(_JPEG_MAGIC) and not data.rstrip(b"\0").endswith(b"\xff\xd9"))
+    if truncated:
+        raise ValueError(f"image {path} is truncated (the file ends before the image does); copy it again")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path} is not an image file OpenCV can decode (PNG, JPEG, BMP, PGM/PPM, TIFF)")
+    if image.dtype != np.uint8:
+        depth = "16-bit" if image.dtype == np.uint16 else f"{image.dtype} (floating-point)" \
+            if image.dtype.kind == "f" else str(image.dtype)
+        raise ValueError(f"image {path} has {depth} pixels; hotcold works on 8-bit images with values 0..255: "
+                         "convert it to 8 bits first")
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    if channels == 1 and image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    elif channels == 3 and image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    return image
+
+
+def _load_folder(root: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     files = sorted((f for f in root.glob("*/*") if f.suffix.lower() in _IMAGE_SUFFIXES),
                    key=lambda f: (f.parent.name, f.name))
     if not files:
@@ -48,13 +89,7 @@ def _load_folder(root: Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
     bad = sorted({f.parent.name for f in files if not f.parent.name.isdigit()})
     if bad:
         raise ValueError(f"{root}: sub-folder names must be integer labels, got {bad[:5]}")
-    flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
-    images = []
-    for f in files:
-        image = cv2.imread(str(f), flag)
-        if image is None:
-            raise ValueError(f"cannot read image {f}")
-        images.append(image[..., ::-1] if channels == 3 else image)
+    images = [read_image(f, channels=channels) for f in files]
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise ValueError(f"{root}: images must share one size, found {sorted(shapes)[:4]}")

@@ -47,6 +47,10 @@ MNIST_MIRRORS: tuple[str, ...] = (
 
 MNIST_DIR_ENV = "HOTCOLD_MNIST_DIR"
 """Environment variable naming a directory that holds the four MNIST files."""
+MNIST_TRAIN_IMAGES = 60000
+"""Images in MNIST's training set."""
+MNIST_TEST_IMAGES = 10000
+"""Images in MNIST's test set."""
 
 _IDX_DTYPES: Mapping[int, str] = MappingProxyType(
     {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

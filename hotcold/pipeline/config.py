@@ -7,6 +7,7 @@ meaningless values naming the key path (``generate.scales[1]``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -16,8 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from hotcold._guard import check_plain_name
+from hotcold.caffe.runtime import check_device
 from hotcold.caffe.zoo import load_model
 from hotcold.core.methods import parse_methods
+from hotcold.data.mnist import MNIST_TEST_IMAGES, MNIST_TRAIN_IMAGES
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ def _convert(tp, value, key: str):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -161,6 +167,21 @@ def _convert(tp, value, key: str):
             raise ValueError(f"{key}: expected a string, got {value!r}")
         return value
     raise TypeError(f"{key}: unsupported config type {tp}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error, not the last one winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def builtin_experiments() -> list[str]:
@@ -201,8 +222,8 @@ def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
     """
     path = find_experiment(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
     exp = _build(Experiment, raw, "")
     _validate(exp)
@@ -210,8 +231,21 @@ def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
 
 
 def _validate(exp: Experiment) -> None:
-    model = load_model(exp.model)
+    try:
+        check_plain_name(exp.name, "name")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; it names the run directory runs/<name>") from None
+    try:
+        model = load_model(exp.model)
+    except ValueError as exc:
+        raise ValueError(f"model: {exc}") from None
     k = model.num_classes
+    if exp.seed < 0:
+        raise ValueError(f"seed: must be >= 0 (Caffe's random_seed), got {exp.seed}")
+    try:
+        check_device(exp.device)
+    except ValueError as exc:
+        raise ValueError(f"device: {exc}") from None
 
     def positive(key, value):
         if value < 1:
@@ -226,6 +260,18 @@ def _validate(exp: Experiment) -> None:
                        ("evaluate.per_type", exp.evaluate.per_type),
                        ("evaluate.source_images", exp.evaluate.source_images)]:
         positive(key, value)
+    for key, value, most in [("generate.source_images", exp.generate.source_images, MNIST_TRAIN_IMAGES),
+                             ("evaluate.source_images", exp.evaluate.source_images, MNIST_TEST_IMAGES)]:
+        if value > most:
+            raise ValueError(f"{key}: MNIST has {most:,} images there, got {value:,}; use at most {most}")
+    if exp.train.snapshot_every > exp.train.iterations:
+        raise ValueError(f"train.snapshot_every: {exp.train.snapshot_every} is more than train.iterations "
+                         f"({exp.train.iterations}); a snapshot is always written at the end, so use at most that")
+    if exp.generate.max_eps <= 0:
+        raise ValueError(f"generate.max_eps: must be > 0 pixel levels (255 is the whole range), got "
+                         f"{exp.generate.max_eps}")
+    if not exp.generate.scales:
+        raise ValueError("generate.scales: give at least one scale, e.g. [1.0] for minimal adversarials")
     for i, s in enumerate(exp.generate.scales):
         if s < 1:
             raise ValueError(f"generate.scales[{i}]: hard-positive scales must be >= 1, got {s}")

@@ -7,9 +7,15 @@ done when its metadata file exists. A run killed at any point resumes at the
 first chunk without a metadata file; if that chunk's images already reached
 the LMDB (killed between the two writes), they are not written again. Keys are
 ``<net>_<source index>_<method>``, so nothing is stored twice.
+
+The directory protects itself (:mod:`hotcold._guard`): one writer at a time,
+and a re-run resumes only when the methods, settings, images, network and
+code version are the ones that started it; anything else stops with the
+differences named, unless ``overwrite`` starts over.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -18,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hotcold._guard import DirectoryLock, array_digest, check_plain_name, claim
 from hotcold._io import atomic_write
 from hotcold.caffe.lmdb_io import DatumLmdbAppender
 from hotcold.core.classifier import Classifier
-from hotcold.core.generator import generate_batches
+from hotcold.core.generator import generate_batches, resolve_methods
 from hotcold.core.records import GeneratedBatch
 from hotcold.core.search import SearchSettings
 from hotcold.data.records import records_csv
+from hotcold.pipeline.stages import code_version
 
 _BATCH = 100
 """Originals per batched line search within a chunk (the progress bar's step)."""
@@ -58,6 +66,8 @@ def generate_to_lmdb(
     source_indices: np.ndarray | None = None,
     progress: bool = False,
     stop_after_chunks: int | None = None,
+    overwrite: bool = False,
+    overwrite_hint: str = "pass overwrite=True to start over, or use another out_dir",
 ) -> GenerationSummary:
     """Generate for every image and write ``images.lmdb`` + ``metadata.csv`` in ``out_dir``.
 
@@ -76,14 +86,53 @@ def generate_to_lmdb(
         ``source_index``.
     stop_after_chunks:
         Stop after running this many chunks (to test resuming); None runs all.
+    overwrite:
+        Start over when ``out_dir`` holds another generation run (never in a
+        directory hotcold did not make).
+    overwrite_hint:
+        How to start over, in the caller's terms (the CLI says ``--overwrite``).
+
+    Raises
+    ------
+    hotcold._guard.OutputDirError
+        When another process writes ``out_dir``, or it holds other results.
     """
     out = Path(out_dir)
-    meta_dir = out / "meta"
-    meta_dir.mkdir(parents=True, exist_ok=True)
+    check_plain_name(net_name, "net_name")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    images = classifier.check_images(images)
     labels = np.asarray(labels, np.int64)
     indices = np.arange(len(images)) if source_indices is None else np.asarray(source_indices, np.int64)
     if indices.shape != (len(images),) or labels.shape != (len(images),):
         raise ValueError(f"labels and source_indices must have {len(images)} entries")
+    resolved = resolve_methods(methods, scales, classifier.num_classes)
+    if tau is not None and not 0.0 <= tau <= 1.0:
+        raise ValueError(f"tau must be in [0, 1] or None, got {tau}")
+    identity = {
+        "kind": "hotcold generate",
+        "config": {"methods": [m.name for m in resolved], "tau": tau, "settings": dataclasses.asdict(settings),
+                   "chunk_size": int(chunk_size), "net_name": net_name},
+        "inputs": {"images": array_digest(images, labels, indices), "network": _network_identity(classifier)},
+        "code_version": code_version(),
+    }
+    with DirectoryLock(out, f"generate {net_name}"):
+        claim(out, identity, overwrite=overwrite, fix=overwrite_hint)
+        return _run_chunks(classifier, images, labels, indices, [m.name for m in resolved], out, net_name=net_name,
+                           tau=tau, settings=settings, chunk_size=int(chunk_size), progress=progress,
+                           stop_after_chunks=stop_after_chunks)
+
+
+def _network_identity(classifier: Classifier) -> dict:
+    """What identifies the network: its ``fingerprint()`` (file hashes) where it has one."""
+    fingerprint = getattr(classifier, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else {"type": type(classifier).__qualname__}
+
+
+def _run_chunks(classifier, images, labels, indices, methods, out: Path, *, net_name, tau, settings, chunk_size,
+                progress, stop_after_chunks) -> GenerationSummary:
+    meta_dir = out / "meta"
+    meta_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = -(-len(images) // chunk_size)
     start_time = time.perf_counter()
     forwards_before = classifier.forward_passes
@@ -107,7 +156,7 @@ def generate_to_lmdb(
             parts = []
             for sub in range(rows_slice.start, rows_slice.stop, _BATCH):
                 end = min(sub + _BATCH, rows_slice.stop)
-                parts += generate_batches(classifier, images[sub:end], labels[sub:end], methods, tau, scales,
+                parts += generate_batches(classifier, images[sub:end], labels[sub:end], methods, tau,
                                           settings=settings, chunk_size=_BATCH, net_name=net_name,
                                           source_indices=indices[sub:end])
                 if bar is not None:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from hotcold._guard import DirectoryLock, claim
 from hotcold._io import atomic_write
 from hotcold.pipeline.config import load_experiment
 from hotcold.pipeline.stages import code_version
@@ -16,8 +17,13 @@ RUNS_DIR = Path("runs")
 
 
 def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | None = None,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, overwrite: bool = False) -> Path:
     """Run (or resume) every stage of an experiment; returns the run directory.
+
+    The run directory protects itself (:mod:`hotcold._guard`): one process at
+    a time; it resumes only the same experiment with the same code version;
+    a stage started with another configuration stops the run with the
+    differences named.
 
     Parameters
     ----------
@@ -27,11 +33,16 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
         The run directory; default ``./runs/<name>``.
     progress:
         Show progress bars.
+    overwrite:
+        Start over in a run directory of another experiment or code version,
+        and redo the stages whose configuration changed.
     """
     exp = load_experiment(experiment)
     version = code_version()  # the code that runs now, whatever is committed meanwhile
     run_dir = Path(out) if out else RUNS_DIR / exp.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "experiment.resolved.json", json.dumps(dataclasses.asdict(exp), indent=2))
-    Table1Run(exp, run_dir, version, progress=progress).run()
+    with DirectoryLock(run_dir, f"run {exp.name}"):
+        claim(run_dir, {"kind": "hotcold run", "experiment": exp.name, "code_version": version},
+              overwrite=overwrite, fix="pass --overwrite to start over, or --out DIR for a new run directory")
+        atomic_write(run_dir / "experiment.resolved.json", json.dumps(dataclasses.asdict(exp), indent=2))
+        Table1Run(exp, run_dir, version, progress=progress, overwrite=overwrite).run()
     return run_dir

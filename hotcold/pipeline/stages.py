@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from hotcold._guard import OutputDirError, differences
 from hotcold._io import atomic_write
 from hotcold._version import __version__
 
@@ -41,6 +42,7 @@ def code_version() -> str:
 
 
 def config_hash(obj) -> str:
+    """A short, stable hash of a JSON-able config."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -48,11 +50,11 @@ class Stage:
     """A stage directory with a manifest.
 
     ``done`` when it completed with this config. A stage started with another
-    config (``started.json`` differs) is cleared first: its partial outputs
-    belong to that other config and must not be resumed.
+    config (``started.json`` differs) is another run's work: it is an error
+    naming the differences, unless ``overwrite`` asks to clear and redo it.
     """
 
-    def __init__(self, run_dir: Path, name: str, config, version: str) -> None:
+    def __init__(self, run_dir: Path, name: str, config, version: str, *, overwrite: bool = False) -> None:
         self.dir = run_dir / name
         self.version = version
         self.name = name
@@ -60,9 +62,17 @@ class Stage:
         self.hash = config_hash(config)
         self.manifest = self.dir / "manifest.json"
         started = self.dir / "started.json"
-        if started.exists() and json.loads(started.read_text()).get("config_hash") != self.hash:
-            log(f"{name}: configuration changed since this stage started; clearing {self.dir}")
-            shutil.rmtree(self.dir)
+        if started.exists():
+            before = json.loads(started.read_text())
+            if before.get("config_hash") != self.hash:
+                now = json.loads(json.dumps(config, default=str))
+                changes = "; ".join(differences(before.get("config", {}), now)[:6])
+                if not overwrite:
+                    raise OutputDirError(f"stage {name!r} in {run_dir} was started with another configuration "
+                                         f"({changes}); pass --overwrite to redo this stage, or --out DIR for a "
+                                         "new run directory")
+                log(f"{name}: configuration changed ({changes}); --overwrite: clearing {self.dir}")
+                shutil.rmtree(self.dir)
         if not started.exists():
             atomic_write(started, json.dumps({"config_hash": self.hash, "config": config}, indent=2, default=str))
         self.start = time.time()
@@ -85,4 +95,5 @@ class Stage:
 
 
 def log(message: str) -> None:
+    """A progress line of ``hotcold run``."""
     print(f"[hotcold run] {message}", flush=True)

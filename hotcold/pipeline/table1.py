@@ -45,8 +45,10 @@ KEEP_SNAPSHOTS = 2
 class Table1Run:
     """One run of the Table 1 experiment in ``run_dir``; :meth:`run` does or resumes every stage."""
 
-    def __init__(self, exp: Experiment, run_dir: Path, version: str, *, progress: bool = True) -> None:
+    def __init__(self, exp: Experiment, run_dir: Path, version: str, *, progress: bool = True,
+                 overwrite: bool = False) -> None:
         self.exp = exp
+        self.overwrite = overwrite
         self.run_dir = run_dir
         self.version = version
         self.progress = progress
@@ -55,7 +57,7 @@ class Table1Run:
         self.search = SearchSettings(max_eps=exp.generate.max_eps)
 
     def _stage(self, name: str, config: dict) -> Stage:
-        return Stage(self.run_dir, name, config, self.version)
+        return Stage(self.run_dir, name, config, self.version, overwrite=self.overwrite)
 
     def _classifier(self, weights: str):
         return self.model.classifier(weights, device=self.exp.device)

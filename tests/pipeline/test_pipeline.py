@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hotcold._guard import OutputDirError
 from hotcold.caffe.lmdb_io import read_datum_lmdb
 from hotcold.cli import main
 from hotcold.pipeline.config import load_experiment
@@ -138,9 +139,13 @@ def test_tiny_config_runs_end_to_end_and_resumes(mnist, tmp_path, capsys):
     run_experiment(config, out=tmp_path / "run", progress=False)
     assert time.time() - started < 30  # every stage but the report is skipped
     assert "basic LeNet" in capsys.readouterr().out
-    # A changed config reruns the stage from scratch instead of resuming stale chunks.
+    # A changed config is refused naming the change; --overwrite reruns that stage from scratch.
     config.write_text(TINY.format(source=os.environ["HOTCOLD_MNIST_DIR"]).replace("source_images: 60", "source_images: 30"))
-    run_experiment(config, out=tmp_path / "run", progress=False)
+    with pytest.raises(OutputDirError, match="generate.source_images: 60 there, 30 now"):
+        run_experiment(config, out=tmp_path / "run", progress=False)
+    base_weights = (run / "train" / "base0" / "final.caffemodel").read_bytes()
+    run_experiment(config, out=tmp_path / "run", progress=False, overwrite=True)
+    assert (run / "train" / "base0" / "final.caffemodel").read_bytes() == base_weights  # unchanged stage kept
     sources = {int(r["source_index"]) for r in _meta(run / "generate" / "base0" / "metadata.csv")}
     assert max(sources) < 30
 
