@@ -33,6 +33,9 @@ class Classifier(Protocol):
     def check_images(self, images: np.ndarray) -> np.ndarray:
         """Return ``images`` when they are a uint8 ``N x H x W[ x C]`` batch the net takes, else raise."""
 
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The logits h(x), ``N x K``: the line search reads the margin h_y - max_{j != y} h_j from them."""
+
     def classify(self, images: np.ndarray) -> np.ndarray:
         """f(x): the predicted labels (argmax of the logits), int64."""
 

@@ -79,7 +79,6 @@ def generate_batches(
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     parsed = resolve_methods(methods, scales, classifier.num_classes)
-    directions = tuple(sorted({Method(m.family, m.k) for m in parsed}))
     images = classifier.check_images(images)
     labels = np.asarray(labels, np.int64)
     if labels.shape != (len(images),):
@@ -87,6 +86,14 @@ def generate_batches(
     indices = np.arange(len(images)) if source_indices is None else np.asarray(source_indices, np.int64)
     if indices.shape != (len(images),):
         raise ValueError(f"source_indices must have shape ({len(images)},), got {indices.shape}")
+    # Checked above when called; the chunks are generated as they are asked for.
+    return _batches(classifier, images, labels, indices, parsed, tau, settings, chunk_size, keep_rejected,
+                    pass_workers, progress, net_name)
+
+
+def _batches(classifier, images, labels, indices, parsed, tau, settings, chunk_size, keep_rejected, pass_workers,
+             progress, net_name) -> Iterator[GeneratedBatch]:
+    directions = tuple(sorted({Method(m.family, m.k) for m in parsed}))
     bar = _progress(len(images), progress)
     try:
         for start in range(0, len(images), chunk_size):
@@ -113,8 +120,8 @@ def generate(
     :data:`~hotcold.core.records.GeneratedImage` (``r.method``, ``r.pass_score``,
     ``r.image``, ...).
     """
-    for batch in generate_batches(classifier, images, labels, methods, tau, scales, **options):
-        yield from batch.rows()
+    batches = generate_batches(classifier, images, labels, methods, tau, scales, **options)  # checks now
+    return (row for batch in batches for row in batch.rows())
 
 
 def resolve_methods(methods: str | Iterable[str | Method], scales: Sequence[float],
@@ -142,7 +149,7 @@ def _generate_chunk(classifier, images, labels, sources, methods, directions, ta
     x = images[i_idx]
     eta = found_dirs.eta_hat[d_idx, i_idx]
     y = labels[i_idx]
-    result = line_search(classifier, x, eta, y, settings)
+    result = line_search(classifier, x, eta, y, settings, logits=found_dirs.logits[i_idx])
 
     # Rows: every (method, job) pair whose direction found an adversarial, grouped by method.
     picks = [(m, np.flatnonzero(result.found & (d_idx == directions.index(Method(m.family, m.k)))))

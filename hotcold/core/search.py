@@ -6,23 +6,42 @@ discrete pixel-values in [0, 255]")
 
     x(eps) = clip(floor(x + eps * eta_hat + 1/2), 0, 255)            (uint8)
 
-so eps is the L-infinity size of the perturbation before rounding. The search:
+so eps is the L-infinity size of the perturbation before rounding. x(eps) is
+piecewise constant: it changes only at the breakpoints where some pixel's
+rounding flips. A *candidate* is one of these distinct images, named by the
+midpoint of its eps interval (``candidate(x, eta_hat, eps*)`` reproduces it).
 
-1. **Line search with increasing steps.** eps = eps_0, eps_0 + s, eps_0 + s + s*g,
-   ... (step s growing by the factor g) until f(x(eps)) != y, or until
-   ``max_eps``: then there is no adversarial along this direction.
-2. **Binary search** in the last interval (lo, hi]. x(eps) is piecewise
-   constant in eps and changes only where some pixel's rounding flips; the
-   search runs over those distinct images, so it ends with two *adjacent*
-   candidates: x(eps*) is adversarial and the candidate one step below it is
-   still classified y. eps* is reported as the midpoint of the eps interval
-   that produces x(eps*), so ``candidate(x, eta_hat, eps*)`` reproduces it.
+The search (Sec. 4.3: "a line search with growing steps plus binary search"):
 
-Hard positives (Sec. 4, 5.2) scale the same direction beyond the minimum:
-x(s * eps*), s >= 1 (the paper uses 1.05 and 1.10).
+1. **Line search with growing steps** until f(x(eps)) != y: eps = eps_0,
+   then each try a step further, the step growing by ``growth``; up to
+   ``max_eps``, beyond which the direction has no adversarial.
+2. **Binary search** between the last non-adversarial and the first
+   adversarial candidate, until the two are *adjacent* candidates: x(eps*) is
+   adversarial and the candidate just below it is still classified y.
 
-All (image, direction) jobs advance together: each round classifies every
-active job's candidate in one batched call of the classifier, and finished jobs leave.
+With ``strategy="secant"`` (the default) both phases use what the net already
+reports: the logit margin m(eps) = h_y - max_{j != y} h_j along the ray, which
+is nearly piecewise linear for ReLU nets (and mostly convex).
+
+* Before a bracket exists, the secant of the last two margins predicts where m
+  crosses 0; the try goes 5 % beyond the prediction (a secant from two points
+  before a convex crossing falls short of it), and the two adjacent candidates
+  there are classified: when the lower one is still y and the upper one is
+  not, the job is done. Without a usable prediction (the first try, or a
+  margin that does not fall) the growing step is taken.
+* Inside a bracket each round classifies one candidate: at the secant of the
+  last two tries when it falls inside the bracket, else at the Illinois
+  regula falsi point of the bracket's margins. After 8 rounds in a row inside
+  one bracket, bisection takes over, so the worst case stays logarithmic.
+
+Measured on LeNet / MNIST (``benchmarks/bench_search.py``, docs/generation.md):
+about 4 candidates per minimal adversarial for sign directions and 7-8 for
+raw-gradient ones, against 10 and 20 for the growing steps plus bisection.
+
+Every job stops only on two adjacent, classified candidates, whatever the
+strategy. All (image, direction) jobs advance together: each round classifies
+every active job's candidates in one batched call of the classifier.
 """
 from __future__ import annotations
 
@@ -31,6 +50,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from hotcold.core.classifier import Classifier
+
+STRATEGIES = ("secant", "bisect")
+_OVERSHOOT = 1.05
+"""A secant prediction outside the bracket is extended by this factor of its distance (see _round)."""
+_PAIR_INSIDE = False
+_MISSES_BEFORE_BISECTION = 8
+"""Predictions in a row that may miss inside a bracket before bisection steps take over."""
+_BLOCK = 1 << 22
+"""Elements (jobs x pixels) per block of the breakpoint arithmetic: bounds its memory."""
 
 
 @dataclass(frozen=True)
@@ -42,26 +70,36 @@ class SearchSettings:
     initial_eps:
         First eps tried, in pixel levels (no pixel changes below 0.5).
     initial_step:
-        First step between tries.
+        First step of the growing line search.
     growth:
         Factor by which each step exceeds the previous one (>= 1).
     max_eps:
         Largest eps tried; beyond it a direction has no adversarial. 255 is the
         full pixel range along the strongest component of eta_hat.
+    strategy:
+        ``"secant"``: margin-predicted tries, each verified on two adjacent
+        candidates, bounded by the growing steps (default). ``"bisect"``: the
+        growing steps and a binary search only.
     """
 
-    initial_eps: float = 1.0
+    initial_eps: float = 16.0
     initial_step: float = 1.0
     growth: float = 2.0
     max_eps: float = 255.0
+    strategy: str = "secant"
 
     def __post_init__(self) -> None:
+        values = (self.initial_eps, self.initial_step, self.growth, self.max_eps)
+        if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            raise ValueError(f"search settings must be finite numbers, got {values}")
         if not 0 < self.initial_eps <= self.max_eps:
             raise ValueError(f"need 0 < initial_eps <= max_eps, got {self.initial_eps}, {self.max_eps}")
         if self.initial_step <= 0:
             raise ValueError(f"initial_step must be > 0, got {self.initial_step}")
         if self.growth < 1:
             raise ValueError(f"growth must be >= 1, got {self.growth}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +111,8 @@ class SearchResult:
     found:
         ``J`` bool: an adversarial exists along the direction within ``max_eps``.
     eps:
-        ``J`` float: eps* of the minimal adversarial (NaN where not found).
+        ``J`` float: eps* of the minimal adversarial, the midpoint of its
+        candidate's eps interval within [0, max_eps] (NaN where not found).
     images:
         ``J x H x W[ x C]`` uint8 minimal adversarials (the original where not found).
     predicted:
@@ -117,10 +156,62 @@ def breakpoints(x: np.ndarray, eta_hat: np.ndarray, lo: float, hi: float) -> np.
     return np.unique(eps[(eps > lo) & (eps < hi)])
 
 
-def _levels(x: np.ndarray, eta_hat: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """One eps per distinct candidate image on [lo, hi]: lo, interval midpoints, hi."""
-    cuts = breakpoints(x, eta_hat, lo, hi)
-    return np.concatenate(([lo], (cuts[:-1] + cuts[1:]) / 2, [hi])) if len(cuts) else np.array([lo, hi])
+def interval(x: np.ndarray, eta_hat: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The breakpoints around each job's eps: (last one <= eps, first one > eps), +-inf where none.
+
+    ``x`` and ``eta_hat`` are ``J x ...``, ``eps`` is ``J``. The candidate x(eps)
+    is the same image on the whole interval. Vectorized over jobs and pixels.
+    """
+    return _interval(*_rays(x, eta_hat), np.asarray(eps, np.float64))
+
+
+def _rays(x: np.ndarray, eta_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each job's pixels as rising rays: (x' + 1/2, |d|, 1/|d| or 0), J x P.
+
+    A falling pixel (d < 0) is mirrored, x' = 255 - x: its breakpoints are the
+    same eps values, and every pixel then crosses m = 1..255 upwards at
+    e(m) = (m - x' - 1/2) / |d|.
+    """
+    jobs = len(x)
+    x = np.asarray(x, np.float64).reshape(jobs, -1)
+    d = np.asarray(eta_hat, np.float64).reshape(jobs, -1)
+    start = np.where(d < 0, 255.0 - x, x) + 0.5
+    speed = np.abs(d)
+    inverse = np.divide(1.0, speed, out=np.zeros_like(speed), where=speed > 0)
+    return start, speed, inverse
+
+
+def _interval(start: np.ndarray, speed: np.ndarray, inverse: np.ndarray,
+              eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    below, above = np.empty(len(eps)), np.empty(len(eps))
+    step = max(1, _BLOCK // max(start.shape[1], 1))
+    for first in range(0, len(eps), step):
+        rows = slice(first, first + step)
+        e, s0, sp, inv = eps[rows, None], start[rows], speed[rows], inverse[rows]
+        # The last integer crossed: floor(x' + 1/2 + eps |d|), corrected by one where rounding put it on the
+        # wrong side; e(m) itself is compared with eps, so a query exactly at a breakpoint is answered exactly.
+        m = np.floor(s0 + e * sp)
+        m -= (m - s0) * inv > e
+        m += (m + 1 - s0) * inv <= e
+        moving = inv > 0
+        below[rows] = np.where(moving & (m >= 1), (np.minimum(m, 255.0) - s0) * inv, -np.inf).max(
+            axis=1, initial=-np.inf)
+        above[rows] = np.where(moving & (m <= 254), (m + 1 - s0) * inv, np.inf).min(axis=1, initial=np.inf)
+    return below, above
+
+
+def _name(below: np.ndarray, above: np.ndarray, max_eps: float) -> np.ndarray:
+    """The eps that names a candidate: the midpoint of its eps interval within [0, max_eps]."""
+    return (np.maximum(below, 0.0) + np.minimum(above, max_eps)) / 2
+
+
+def _margin(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """m = h_y - max_{j != y} h_j: positive while f(x) = y (up to ties, which argmax decides)."""
+    rows = np.arange(len(labels))
+    own = logits[rows, labels].astype(np.float64)
+    others = logits.astype(np.float64).copy()
+    others[rows, labels] = -np.inf
+    return own - others.max(axis=1)
 
 
 def line_search(
@@ -129,6 +220,8 @@ def line_search(
     eta_hat: np.ndarray,
     labels: np.ndarray,
     settings: SearchSettings = SearchSettings(),
+    *,
+    logits: np.ndarray | None = None,
 ) -> SearchResult:
     """Find the minimal adversarial along each job's direction (Sec. 4.3).
 
@@ -143,63 +236,210 @@ def line_search(
         are reported as not found without any forward pass).
     labels:
         ``J`` labels y.
+    settings:
+        Steps, cap and strategy.
+    logits:
+        ``J x K`` logits h(x) of the originals, when the caller has them (the
+        secant strategy starts from their margin); otherwise one batched
+        forward pass computes them, counted in ``evaluations``.
     """
     x = classifier.check_images(x)
     labels = np.asarray(labels, np.int64)
     jobs = len(x)
     if eta_hat.shape != x.shape or labels.shape != (jobs,):
         raise ValueError(f"x {x.shape}, eta_hat {eta_hat.shape} and labels {labels.shape} must agree")
-    evaluations = np.zeros(jobs, np.int64)
+    return _Search(classifier, x, eta_hat, labels, settings, logits).run()
 
-    predicted = np.full(jobs, -1, np.int64)
 
-    def adversarial(idx: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        """Classify the jobs' candidates; keep the label of each adversarial one."""
-        evaluations[idx] += 1
-        labels_now = classifier.classify(candidate(x[idx].astype(np.float64), eta_hat[idx], eps))
-        hit = labels_now != labels[idx]
-        predicted[idx[hit]] = labels_now[hit]
-        return hit
+class _Search:
+    """The state of every job, advanced in batched rounds (one classifier call per round)."""
 
-    # 1. line search with increasing steps
-    lo = np.zeros(jobs)
-    hi = np.full(jobs, np.nan)
-    eps = np.full(jobs, settings.initial_eps)
-    step = np.full(jobs, settings.initial_step)
-    active = np.flatnonzero(np.abs(eta_hat.reshape(jobs, -1)).max(axis=1) > 0)
-    while active.size:
-        hit = adversarial(active, eps[active])
-        hi[active[hit]] = eps[active[hit]]
-        miss = active[~hit]
-        lo[miss] = eps[miss]
-        at_cap = eps[miss] >= settings.max_eps
-        active = miss[~at_cap]
-        eps[active] = np.minimum(eps[active] + step[active], settings.max_eps)
-        step[active] *= settings.growth
+    def __init__(self, classifier, x, eta_hat, labels, settings: SearchSettings, logits) -> None:
+        self.clf, self.x, self.eta, self.y, self.s = classifier, x, eta_hat, labels, settings
+        self.xf = x.astype(np.float64)
+        n = len(x)
+        self.rays = _rays(x, eta_hat)
+        self.evaluations = np.zeros(n, np.int64)
+        self.predicted = np.full(n, -1, np.int64)
+        moving = np.abs(eta_hat.reshape(n, -1)).max(axis=1, initial=0) > 0 if n else np.zeros(0, bool)
+        self.secant = settings.strategy == "secant"
+        # The bracket: lo is a candidate classified y, hi one that is not (inf: none found yet).
+        self.lo = np.zeros(n)
+        self.lo_below, self.lo_above = self._interval(np.arange(n), self.lo)
+        self.hi = np.full(n, np.inf)
+        self.hi_below = np.full(n, np.inf)
+        self.m_lo = np.full(n, np.nan)
+        self.m_hi = np.full(n, np.nan)
+        self.m_prev = np.full(n, np.nan)  # margin at the candidate before lo (secant while bracketing)
+        self.prev = np.full(n, np.nan)
+        self.step = np.full(n, settings.initial_step)
+        self.missed = np.zeros(n, np.int64)  # predictions in a row inside the bracket that did not finish the job
+        # Illinois weights of the bracket's margins: an end kept twice in a row has its margin halved.
+        self.w_lo, self.w_hi = np.ones(n), np.ones(n)
+        self.last_side = np.zeros(n, np.int8)  # +1: lo moved last round, -1: hi moved
+        # The last two rounds' tries (eps, margin): the secant through them predicts best near the crossing.
+        self.r1 = np.full(n, np.nan)
+        self.m1 = np.full(n, np.nan)
+        self.r2 = np.full(n, np.nan)
+        self.m2 = np.full(n, np.nan)
+        self.active = moving.copy()
+        self.found = np.zeros(n, bool)
+        if self.secant and self.active.any():
+            idx = np.flatnonzero(self.active)
+            if logits is None:
+                logits = np.empty((n, classifier.num_classes))
+                logits[idx] = classifier.predict(x[idx])
+                self.evaluations[idx] += 1
+            self.m_lo[idx] = _margin(np.asarray(logits)[idx], labels[idx])
 
-    # 2. binary search over the distinct candidates in (lo, hi]
-    found = ~np.isnan(hi)
-    levels = {j: _levels(x[j].astype(np.float64), eta_hat[j], lo[j], hi[j]) for j in np.flatnonzero(found)}
-    below = {j: 0 for j in levels}
-    above = {j: len(v) - 1 for j, v in levels.items()}
-    active = np.array([j for j in levels if above[j] - below[j] > 1], np.int64)
-    while active.size:
-        mid = np.array([(below[j] + above[j]) // 2 for j in active])
-        hit = adversarial(active, np.array([levels[j][m] for j, m in zip(active, mid)]))
-        for j, m, h in zip(active, mid, hit):
-            if h:
-                above[j] = m
+    def _interval(self, jobs: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        start, speed, inverse = self.rays
+        return _interval(start[jobs], speed[jobs], inverse[jobs], eps)
+
+    # -- one round ------------------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        first = True
+        while self.active.any():
+            self._round(first)
+            first = False
+        eps = np.where(self.found, self.hi, np.nan)
+        images = self.x.copy()
+        idx = np.flatnonzero(self.found)
+        images[idx] = candidate(self.xf[idx], self.eta[idx], self.hi[idx])
+        return SearchResult(self.found, eps, images, self.predicted, self.evaluations)
+
+    def _round(self, first: bool) -> None:
+        s = self.s
+        idx = np.flatnonzero(self.active)
+        bracketed = np.isfinite(self.hi[idx])
+        # Jobs whose bracket is down to two adjacent candidates are done.
+        adjacent = bracketed & (self.lo_above[idx] >= self.hi_below[idx])
+        self.found[idx[adjacent]] = True
+        self.active[idx[adjacent]] = False
+        idx, bracketed = idx[~adjacent], bracketed[~adjacent]
+        if not idx.size:
+            return
+        lo = self.lo[idx]
+        target = np.empty(idx.size)
+        pair = np.zeros(idx.size, bool)  # also classify the candidate just above the target
+
+        # Outside a bracket: a growing step, or where the secant of the last two margins crosses 0.
+        grow = ~bracketed
+        if grow.any():
+            g = idx[grow]
+            reach = np.full(g.size, s.initial_eps) if first else lo[grow] + self.step[g]
+            guess = reach
+            if self.secant and not first:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    slope = (self.m_lo[g] - self.m_prev[g]) / (lo[grow] - self.prev[g])
+                    predicted = lo[grow] + self.m_lo[g] / -slope
+                usable = np.isfinite(predicted) & (slope < 0)
+                # Margins along a ray are mostly convex: a secant from two points before the crossing falls
+                # short of it, so the try goes a little beyond and lets the bracket do the rest.
+                beyond = lo[grow] + _OVERSHOOT * (predicted - lo[grow])
+                guess = np.where(usable, np.maximum(beyond, lo[grow]), reach)
+            target[grow] = np.minimum(guess, s.max_eps)
+            if not first:
+                self.step[g] *= s.growth
+
+        # Inside a bracket: Illinois regula falsi on the margins; bisection after repeated misses.
+        inside = bracketed
+        if inside.any():
+            b = idx[inside]
+            mid = (self.lo[b] + self.hi[b]) / 2
+            if self.secant:
+                m_lo, m_hi = self.w_lo[b] * self.m_lo[b], self.w_hi[b] * self.m_hi[b]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    falsi = self.lo[b] + (self.hi[b] - self.lo[b]) * m_lo / (m_lo - m_hi)
+                    secant = self.r1[b] - self.m1[b] * (self.r1[b] - self.r2[b]) / (self.m1[b] - self.m2[b])
+                inner = np.isfinite(secant) & (secant > self.lo[b]) & (secant < self.hi[b])
+                falsi = np.where(inner, secant, falsi)
+                use = np.isfinite(falsi) & (self.missed[b] < _MISSES_BEFORE_BISECTION)
+                target[inside] = np.where(use, falsi, mid)
+                pair[inside] = use & _PAIR_INSIDE
             else:
-                below[j] = m
-        active = np.array([j for j in active if above[j] - below[j] > 1], np.int64)
+                target[inside] = mid
 
-    eps_star = np.full(jobs, np.nan)
-    for j in levels:
-        eps_star[j] = levels[j][above[j]]
-    images = x.copy()
-    idx = np.flatnonzero(found)
-    images[idx] = candidate(x[idx].astype(np.float64), eta_hat[idx], eps_star[idx])
-    return SearchResult(found, eps_star, images, predicted, evaluations)
+        # The candidate at the target (kept strictly between lo and hi) and, for a pair, the one above it.
+        below, above = self._interval(idx, target)
+        at_lo = below <= self.lo_below[idx]
+        last = at_lo & (self.lo_above[idx] > s.max_eps)
+        if last.any():  # lo is the last candidate within max_eps: no adversarial along this direction
+            self.active[idx[last]] = False
+            keep = ~last
+            idx, bracketed, lo, target, pair = idx[keep], bracketed[keep], lo[keep], target[keep], pair[keep]
+            below, above, at_lo = below[keep], above[keep], at_lo[keep]
+            if not idx.size:
+                return
+        if at_lo.any():  # the target fell into lo's candidate: take the next one up
+            nxt = self.lo_above[idx[at_lo]]
+            below[at_lo], above[at_lo] = self._interval(idx[at_lo], nxt)
+        too_high = np.isfinite(self.hi[idx]) & (below >= self.hi_below[idx])
+        if too_high.any():  # it fell into hi's candidate: take the one just below hi
+            prev_b, _ = self._interval(idx[too_high], np.nextafter(self.hi_below[idx[too_high]], -np.inf))
+            below[too_high], above[too_high] = prev_b, self.hi_below[idx[too_high]]
+        a_eps = _name(below, above, s.max_eps)
+        a_capped = above > s.max_eps  # the last candidate within max_eps
+        pair &= ~a_capped
+        pair &= ~(np.isfinite(self.hi[idx]) & (above >= self.hi_below[idx]))  # the one above would be hi
+        p_idx = np.flatnonzero(pair)
+        b_below = above[p_idx]
+        _, b_above = self._interval(idx[p_idx], b_below)
+        b_eps = _name(b_below, b_above, s.max_eps)
+
+        # One batched classification of every candidate of the round.
+        jobs = np.concatenate([idx, idx[p_idx]])
+        eps = np.concatenate([a_eps, b_eps])
+        logits = self.clf.predict(candidate(self.xf[jobs], self.eta[jobs], eps))
+        self.evaluations += np.bincount(jobs, minlength=len(self.x))
+        labels_now = logits.argmax(axis=1)
+        adv = labels_now != self.y[jobs]
+        margin = _margin(logits, self.y[jobs])
+        a_adv, a_m, a_lab = adv[:idx.size], margin[:idx.size], labels_now[:idx.size]
+        b_adv, b_m, b_lab = adv[idx.size:], margin[idx.size:], labels_now[idx.size:]
+        self.r2[idx], self.m2[idx] = self.r1[idx], self.m1[idx]
+        self.r1[idx], self.m1[idx] = a_eps, a_m
+        self.r1[idx[p_idx]], self.m1[idx[p_idx]] = b_eps, b_m
+
+        # A adversarial: the new hi (the other candidate does not matter).
+        j = idx[a_adv]
+        self._set_hi(j, a_eps[a_adv], below[a_adv], a_m[a_adv], a_lab[a_adv])
+        # A classified y: the new lo; then B (if classified) decides.
+        keep = ~a_adv
+        j = idx[keep]
+        self._set_lo(j, a_eps[keep], below[keep], above[keep], a_m[keep])
+        b_keep = keep[p_idx]
+        jb = idx[p_idx][b_keep]
+        b_is_adv = b_adv[b_keep]
+        self._set_hi(jb[b_is_adv], b_eps[b_keep][b_is_adv], b_below[b_keep][b_is_adv], b_m[b_keep][b_is_adv],
+                     b_lab[b_keep][b_is_adv])
+        self._set_lo(jb[~b_is_adv], b_eps[b_keep][~b_is_adv], b_below[b_keep][~b_is_adv],
+                     b_above[b_keep][~b_is_adv], b_m[b_keep][~b_is_adv], keep_prev=True)
+        # Misses in a row inside the bracket; after a few, bisection steps.
+        closed = np.zeros(idx.size, bool)
+        closed[p_idx[b_keep][b_is_adv]] = True
+        self.missed[idx[bracketed & ~closed]] += 1
+        self.missed[idx[closed]] = 0
+        # Capped: the last candidate within max_eps is still y.
+        capped = keep & a_capped & ~np.isfinite(self.hi[idx])
+        self.active[idx[capped]] = False
+
+    def _set_hi(self, j, eps, below, margin, label) -> None:
+        self.hi[j], self.hi_below[j], self.m_hi[j], self.predicted[j] = eps, below, margin, label
+        self.w_hi[j] = 1.0
+        self.w_lo[j] = np.where(self.last_side[j] == -1, self.w_lo[j] / 2, self.w_lo[j])
+        self.last_side[j] = -1
+
+    def _set_lo(self, j, eps, below, above, margin, *, keep_prev: bool = False) -> None:
+        """The new lo; the old one becomes the secant's second point unless it is the candidate just below
+        (a pair's lower candidate), too close for a slope."""
+        if not keep_prev:
+            self.prev[j], self.m_prev[j] = self.lo[j], self.m_lo[j]
+        self.lo[j], self.lo_below[j], self.lo_above[j], self.m_lo[j] = eps, below, above, margin
+        if not keep_prev:
+            self.w_lo[j] = 1.0
+            self.w_hi[j] = np.where(self.last_side[j] == 1, self.w_hi[j] / 2, self.w_hi[j])
+            self.last_side[j] = 1
 
 
 def hard_positives(

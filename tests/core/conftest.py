@@ -69,7 +69,7 @@ class NumpyClassifier:
         self.b2 = rng.normal(0.0, 0.1, self.num_classes)
         self.forward_passes = 0
         self.images_classified = 0
-        """Rows given to :meth:`classify` so far (the line search's evaluations)."""
+        """Images given to :meth:`predict` (or :meth:`classify`) so far: the line search's evaluations."""
 
     # -- the model as a function of float pixels (no counting, no checks) ----------------
     def hidden_pre(self, pixels: np.ndarray) -> np.ndarray:
@@ -105,13 +105,12 @@ class NumpyClassifier:
         out = np.empty((len(images), self.num_classes), np.float32)
         for rows, logits, _ in self._batches(images):
             out[rows] = logits
+        self.images_classified += len(images)
         return out
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         """f(x) = argmax h(x), int64."""
-        labels = self.predict(images).argmax(axis=1).astype(np.int64)
-        self.images_classified += len(labels)
-        return labels
+        return self.predict(images).argmax(axis=1).astype(np.int64)
 
     def backprop_many(self, images: np.ndarray, blob: str, diffs: Sequence[Diff]) -> np.ndarray:
         """B_l at ``logits``: ``S x N x H x W[ x C]`` float64 gradients of seed . h(x) in pixel units."""
@@ -163,15 +162,3 @@ def numpy_net() -> NumpyClassifier:
 def correct_images(numpy_net: NumpyClassifier) -> tuple[np.ndarray, np.ndarray]:
     """24 random 8 x 8 uint8 images labelled with ``numpy_net``'s own predictions (all correct)."""
     return correctly_classified(numpy_net, 24)
-
-
-@pytest.fixture
-def pass_net() -> NumpyClassifier:
-    """A 16 x 16 NumpyClassifier: PASS (Sec. 3) needs images of at least 11 x 11 pixels."""
-    return NumpyClassifier((16, 16), seed=3)
-
-
-@pytest.fixture
-def pass_images(pass_net: NumpyClassifier) -> tuple[np.ndarray, np.ndarray]:
-    """6 smooth 16 x 16 images labelled with ``pass_net``'s own predictions."""
-    return correctly_classified(pass_net, 6, seed=4, smooth=True)
