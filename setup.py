@@ -29,6 +29,8 @@ setup(
         "protobuf>=3.20",
         "matplotlib>=3.6",
         "tqdm>=4.60",
+        # the processes and dask executors (docs/execution.md)
+        "dask[distributed]>=2024.1",
         # pycaffe's own imports
         "scikit-image>=0.19",
         "six>=1.16",

@@ -78,7 +78,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from hotcold.pipeline.runner import run_experiment
 
-    run_experiment(args.experiment, out=args.out, progress=not args.quiet, overwrite=args.overwrite)
+    run_experiment(args.experiment, out=args.out, progress=not args.quiet, overwrite=args.overwrite,
+                   executor=args.executor, workers=args.workers, scheduler=args.scheduler, units=args.units,
+                   max_hours=args.max_hours, export=args.export, import_from=args.import_from)
     return 0
 
 
@@ -126,6 +128,13 @@ def _device(text: str) -> str:
     if text != "cpu" and (name != "gpu" or (index and not index.isdigit())):
         raise argparse.ArgumentTypeError(f"must be cpu, gpu or gpu:N, got {text!r}")
     return text
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("local", "processes", "dask"),
+                   help="where units run: in process (default), on local worker processes, or on a Dask scheduler")
+    p.add_argument("--workers", type=_count, help="worker processes of --executor processes")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler of --executor dask, e.g. tcp://host:8786")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,8 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1) or a YAML path")
     p.add_argument("--out", help="run directory (default: ./runs/<experiment name>)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start over in a run directory of another experiment or code version, and redo stages "
-                        "whose configuration changed")
+                   help="start over in a run directory of another experiment or code version, and recompute "
+                        "units whose configuration changed")
+    _executor_options(p)
+    p.add_argument("--units", metavar="PATTERN", help="run only the units matching PATTERN (e.g. 'train/*'), "
+                                                      "with the units they need")
+    p.add_argument("--max-hours", type=_number(above=0.0), metavar="H",
+                   help="start no unit after H hours; the rest resumes later")
+    p.add_argument("--export", metavar="DIR", help="then copy the finished units' manifests, weights and report "
+                                                   "(no LMDB) into DIR")
+    p.add_argument("--import", dest="import_from", metavar="DIR",
+                   help="first take the units of an --export DIR of this experiment into the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
     return parser

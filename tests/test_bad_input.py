@@ -306,16 +306,23 @@ def test_run_out_of_another_experiment_is_refused_and_kept(tmp_path, capsys):
     assert (other / "train" / "final.caffemodel").read_bytes() == b"weights"
 
 
-def test_stage_started_with_another_config_is_an_error_naming_it(tmp_path):
-    from hotcold.pipeline.stages import Stage
+def test_unit_computed_with_another_config_is_an_error_naming_it(tmp_path):
+    from hotcold.pipeline.runner import plan
+    from hotcold.pipeline.units import Unit, execute
 
-    Stage(tmp_path, "generate", {"tau": 0.5}, "v")
-    (tmp_path / "generate" / "partial.bin").write_bytes(b"work")
-    with pytest.raises(OutputDirError, match=r"stage 'generate' .* \(tau: 0.5 there, 0.9 now\); pass --overwrite"):
-        Stage(tmp_path, "generate", {"tau": 0.9}, "v")
-    assert (tmp_path / "generate" / "partial.bin").exists()
-    Stage(tmp_path, "generate", {"tau": 0.9}, "v", overwrite=True)
-    assert not (tmp_path / "generate" / "partial.bin").exists()
+    first = Unit("generate/x", _echo_unit, {"tau": 0.5})
+    execute(str(tmp_path), first, {}, "v", False)
+    changed = Unit("generate/x", _echo_unit, {"tau": 0.9})
+    with pytest.raises(OutputDirError, match=r"unit 'generate/x' .*config.tau: 0.5 there, 0.9 now.*pass --overwrite"):
+        plan([changed], tmp_path, "v", overwrite=False)
+    with pytest.raises(OutputDirError, match=r"code_version: 'v' there, 'w' now"):
+        plan([first], tmp_path, "w", overwrite=False)
+    done, todo = plan([changed], tmp_path, "v", overwrite=True)
+    assert not done and [u.key for u in todo] == ["generate/x"]
+
+
+def _echo_unit(run, inputs, **config):
+    return dict(config)
 
 
 # ---------------------------------------------------------------- API

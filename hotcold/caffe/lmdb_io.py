@@ -17,6 +17,7 @@ is the caller's business.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import shutil
@@ -537,6 +538,16 @@ def open_readonly(path: PathLike) -> lmdb.Environment:
         return lmdb.open(str(path), readonly=True, subdir=True)
     except lmdb.Error as exc:
         raise ValueError(f"LMDB {path} cannot be opened ({exc}); regenerate it or copy it again") from None
+
+
+def lmdb_digest(path: PathLike) -> str:
+    """SHA-256 (16 hex digits) of every key and value in key order: an LMDB's content, wherever it lies."""
+    h = hashlib.sha256()
+    with open_readonly(path) as env, env.begin() as txn:
+        for key, value in txn.cursor():
+            h.update(len(key).to_bytes(4, "little") + key)
+            h.update(len(value).to_bytes(8, "little") + value)
+    return h.hexdigest()[:16]
 
 
 def check_lmdb_file(path: PathLike) -> None:

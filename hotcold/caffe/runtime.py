@@ -18,6 +18,11 @@ _INSTALL_HINT = (
 )
 
 
+BLAS_THREADS = "1"
+"""OpenBLAS threads of Caffe, unless ``OPENBLAS_NUM_THREADS`` is set: results are bitwise the same for one
+count only, so hotcold fixes it; parallelism comes from units (docs/execution.md) and PASS threads."""
+
+
 def import_caffe(verbose: bool | None = None) -> ModuleType:
     """Import and return the patched ``caffe`` module in CPU mode.
 
@@ -34,6 +39,9 @@ def import_caffe(verbose: bool | None = None) -> ModuleType:
     if verbose is None:
         verbose = os.environ.get("HOTCOLD_VERBOSE", "") not in ("", "0")
     os.environ.setdefault("GLOG_minloglevel", "0" if verbose else "2")
+    # OpenBLAS splits a product differently for other thread counts, and Caffe's results change in the last
+    # bits: one BLAS thread everywhere (as Dask's workers have) keeps every executor and machine identical.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", BLAS_THREADS)
     try:
         import caffe
     except ImportError as exc:

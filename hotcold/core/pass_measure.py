@@ -54,8 +54,10 @@ workers.
 """
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -128,6 +130,11 @@ _SIGMA = 1.5
 _WIN_SIZE = 11
 _K1 = 0.01
 _K2 = 0.03
+# pass_scores cuts batches into chunks of at most this many pixel values (memory: a chunk holds a few
+# float64 copies of its images), and uses worker processes from this many pixels on (H x W x N): a pool
+# takes some 15 ms to start, about the time of 30 MNIST pairs.
+_CHUNK_VALUES = 1 << 23
+_POOL_PIXELS = 1 << 18
 # _mean_ssim filters and combines pairs in blocks of about this many pixels (memory, cache).
 _SSIM_BLOCK_PIXELS = 1 << 16
 # ITU-R BT.601 luma weights for R, G, B.
@@ -368,34 +375,44 @@ def _mean_ssim(
     c2 = (k2 * data_range) ** 2
     scores = np.empty(n)
     block = max(1, _SSIM_BLOCK_PIXELS // (height * width))
+    buffer = np.empty((5,) + a[:block].shape)
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
+        m = rows.stop - rows.start
         # Filtered a, b, a^2, b^2, ab; the border mode is irrelevant: the rows and columns it touches
         # are cropped below.
-        moments = np.empty((5,) + a[rows].shape)
+        moments = buffer[:, :m]
         for k, stat in enumerate((a[rows], b[rows], a[rows] * a[rows], b[rows] * b[rows], a[rows] * b[rows])):
             for image, out in zip(stat, moments[k]):
                 cv2.sepFilter2D(image, cv2.CV_64F, window, window, dst=out, borderType=cv2.BORDER_REFLECT)
-        mu_a, mu_b, aa, bb, ab = moments[:, :, pad : height - pad, pad : width - pad]
-        # RSSIM = (2 mu_a mu_b + C1)(2 cov + C2) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2)), in place.
-        mu_aa = mu_a * mu_a
-        mu_bb = mu_b * mu_b
-        mu_ab = mu_a * mu_b
-        variances = aa - mu_aa
-        variances += np.subtract(bb, mu_bb, out=bb)
-        variances += c2
-        mu_aa += mu_bb
-        mu_aa += c1
-        denominator = np.multiply(mu_aa, variances, out=mu_aa)
-        covariance = np.subtract(ab, mu_ab, out=ab)
-        covariance *= 2
-        covariance += c2
-        mu_ab *= 2
-        mu_ab += c1
-        numerator = np.multiply(mu_ab, covariance, out=mu_ab)
-        numerator /= denominator
-        scores[rows] = numerator.reshape(len(numerator), -1).mean(axis=1)
+        rssim = _rssim(moments[:, :, pad : height - pad, pad : width - pad], c1, c2)
+        scores[rows] = rssim.reshape(m, -1).mean(axis=1)
     return scores
+
+
+def _rssim(moments: np.ndarray, c1: float, c2: float) -> np.ndarray:
+    """RSSIM (Eq. 2) from filtered a, b, a^2, b^2, ab (``moments``, 5 x ...); overwrites the last three.
+
+    ``(2 mu_a mu_b + C1)(2 cov + C2) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2))``.
+    """
+    mu_a, mu_b, aa, bb, ab = moments
+    mu_aa = mu_a * mu_a
+    mu_bb = mu_b * mu_b
+    mu_ab = mu_a * mu_b
+    variances = aa - mu_aa
+    variances += np.subtract(bb, mu_bb, out=bb)
+    variances += c2
+    mu_aa += mu_bb
+    mu_aa += c1
+    denominator = np.multiply(mu_aa, variances, out=mu_aa)
+    covariance = np.subtract(ab, mu_ab, out=ab)
+    covariance *= 2
+    covariance += c2
+    mu_ab *= 2
+    mu_ab += c1
+    numerator = np.multiply(mu_ab, covariance, out=mu_ab)
+    numerator /= denominator
+    return numerator
 
 
 def ssim(
@@ -470,9 +487,13 @@ def ssim(
 
 
 def _luminance(images: np.ndarray, channels: bool) -> np.ndarray:
-    """Float32 single-channel images for ECC: BT.601 luma of colour images (``channels`` True)."""
+    """Float32 single-channel images for ECC: BT.601 luma of colour images (``channels`` True).
+
+    ``images @ _LUMA`` is one BLAS product per image row, the same call for a
+    row whatever the batch around it.
+    """
     if channels:
-        images = images[..., 0] * _LUMA[0] + images[..., 1] * _LUMA[1] + images[..., 2] * _LUMA[2]
+        images = images @ _LUMA
     return images.astype(np.float32)
 
 
@@ -496,25 +517,33 @@ def _inside(homographies: np.ndarray, height: int, width: int) -> np.ndarray:
     return (w > 0) & (u >= 1) & (u <= width - 2) & (v >= 1) & (v <= height - 2)
 
 
-def _correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Correlation coefficient of ``a[i]`` and ``b[i]`` over ``mask[i]``: the ECC that Eq. 1 maximises.
+def _correlations(template: np.ndarray, images: list[np.ndarray], mask: np.ndarray) -> list[np.ndarray]:
+    """Correlation coefficient of ``template[i]`` with each ``images[k][i]`` over ``mask[i]``: the ECC
+    that Eq. 1 maximises.
 
-    float64, shape (N,); -inf where fewer than two pixels or no variance.
-    Every reduction runs over one pair's own row.
+    float64, one array of shape (N,) per image; -inf where fewer than two
+    pixels or no variance. Every reduction runs over one pair's own row.
     """
-    n = len(a)
-    a = a.reshape(n, -1).astype(np.float64)
-    b = b.reshape(n, -1).astype(np.float64)
+    n = len(template)
     mask = mask.reshape(n, -1)
     count = mask.sum(axis=1)
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(n, -1).astype(np.float64)
+        x *= mask
+        x -= (x.sum(axis=1) / count)[:, None]
+        x *= mask
+        return x
+
     with np.errstate(divide="ignore", invalid="ignore"):
-        a -= (np.where(mask, a, 0.0).sum(axis=1) / count)[:, None]
-        b -= (np.where(mask, b, 0.0).sum(axis=1) / count)[:, None]
-        a *= mask
-        b *= mask
-        norm = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-        corr = (a * b).sum(axis=1) / norm
-    return np.where((count >= 2) & (norm > 0), corr, -np.inf)
+        t = centred(template)
+        t_norm = (t * t).sum(axis=1)
+        out = []
+        for image in images:
+            x = centred(image)
+            norm = np.sqrt(t_norm * (x * x).sum(axis=1))
+            out.append(np.where((count >= 2) & (norm > 0), (t * x).sum(axis=1) / norm, -np.inf))
+    return out
 
 
 def _blur(images: np.ndarray, size: int) -> np.ndarray:
@@ -570,7 +599,7 @@ _HESSIAN_COL = np.array(
 _PROJECTION_COL = np.array([3, 4, 5, 3, 4, 5, 3, 4])  # X, Y, 1 as single monomials
 # _ecc_level advances the active pairs of a level in blocks of about this many pixels, small enough for
 # the block's arrays to stay in cache.
-_BLOCK_PIXELS = 1 << 15
+_BLOCK_PIXELS = 1 << 16
 # From this many pixels per image on, one cv2.remap per pair samples faster than np.take over a block.
 _REMAP_PIXELS = 1 << 12
 
@@ -606,93 +635,125 @@ class _Sampler:
         self.planes = [[plane, plane[1:], plane[padded_w:], plane[padded_w + 1 :]] for plane in planes.reshape(3, -1)]
         self.offsets = np.arange(n, dtype=np.intp) * ((height + 4) * padded_w) + (2 * padded_w + 2)
 
-    def sample(self, ids: np.ndarray, u: np.ndarray, v: np.ndarray) -> list[np.ndarray]:
-        """Image, d/dx and d/dy of pairs ``ids`` at ``(u, v)`` (each M x (H W) float32), as M x (H W) float32."""
+    def sample(self, ids: np.ndarray, u: np.ndarray, v: np.ndarray, work: _Workspace) -> list[np.ndarray]:
+        """Image, d/dx and d/dy of pairs ``ids`` at ``(u, v)`` (M x (H W) float32 each), in ``work``."""
         m = len(ids)
         height, width = self.height, self.width
+        x, y, x0, y0, w00, w01, w10, w11 = work.f32[3:11, :m]
+        sampled = list(work.f32[11:14, :m])
         # Anything beyond the 2-pixel border samples zeros; NaN coordinates go there too.
-        x = np.fmax(u, -2.0)
+        np.fmax(u, -2.0, out=x)
         np.fmin(x, float(width), out=x)
-        y = np.fmax(v, -2.0)
+        np.fmax(v, -2.0, out=y)
         np.fmin(y, float(height), out=y)
         if self.remap:
-            out = np.empty((m, height, width, 3), dtype=np.float32)
+            out = work.remapped[:m]
             for k, i in enumerate(ids):
                 cv2.remap(
                     self.stacked[i], x[k].reshape(height, width), y[k].reshape(height, width), cv2.INTER_LINEAR,
-                    dst=out[k], borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+                    dst=out[k].reshape(height, width, 3), borderMode=cv2.BORDER_CONSTANT, borderValue=0,
                 )
-            return [np.ascontiguousarray(plane) for plane in out.reshape(m, -1, 3).transpose(2, 0, 1)]
-        x0 = np.floor(x)
-        y0 = np.floor(y)
+            for c, plane in enumerate(sampled):
+                np.copyto(plane, out[..., c])
+            return sampled
+        np.floor(x, out=x0)
+        np.floor(y, out=y0)
         fx = np.subtract(x, x0, out=x)
         fy = np.subtract(y, y0, out=y)
         y0 *= width + 4
         y0 += x0
-        index = y0.astype(np.intp)
+        index = work.index[:m]
+        np.copyto(index, y0, casting="unsafe")
         index += self.offsets[ids, None]
-        w11 = fx * fy
-        w01 = fx - w11
-        w10 = fy - w11
-        w00 = 1.0 - fx
+        np.multiply(fx, fy, out=w11)
+        np.subtract(fx, w11, out=w01)
+        np.subtract(fy, w11, out=w10)
+        np.subtract(1.0, fx, out=w00)
         w00 -= w10
-        sampled = []
-        corner = np.empty(index.shape, dtype=np.float32)
-        for shifted in self.planes:
-            value = shifted[0].take(index) * w00
+        corner = x0
+        for shifted, value in zip(self.planes, sampled):
+            shifted[0].take(index, out=value)
+            value *= w00
             for plane, weight in zip(shifted[1:], (w01, w10, w11)):
                 plane.take(index, out=corner)
                 corner *= weight
                 value += corner
-            sampled.append(value)
         return sampled
 
 
+class _Workspace:
+    """Scratch arrays of one level for blocks of up to ``pairs`` pairs, reused by every step.
+
+    Fresh arrays of this size come from the operating system as new pages at
+    every step, which costs more than much of the arithmetic.
+    """
+
+    def __init__(self, pairs: int, size: int, remap: bool) -> None:
+        self.f32 = np.empty((15, pairs, size), dtype=np.float32)
+        self.f64 = np.empty((3, pairs, size))
+        self.index = np.empty((pairs, size), dtype=np.intp)
+        self.mask = np.empty((pairs, size), dtype=bool)
+        self.products = np.empty((pairs, 12, size), dtype=np.float32)
+        self.remapped = np.empty((pairs, size, 3), dtype=np.float32) if remap else None
+
+
 def _ecc_step(
-    p: np.ndarray, template: np.ndarray, sampler: _Sampler, ids: np.ndarray, grid: _Grid
+    p: np.ndarray, templates: np.ndarray, sampler: _Sampler, ids: np.ndarray, grid: _Grid, work: _Workspace
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One ECC iteration for M pairs: (updated float32 parameters, rho, status), as OpenCV computes them.
 
-    ``p`` holds the M x 8 float32 parameters, ``template`` the M x (H W)
-    blurred templates, ``sampler`` the blurred images of the level and
-    ``ids`` the pairs' places in it. Every reduction runs over one pair's own
-    data.
+    ``p`` holds the M x 8 float32 parameters, ``templates`` the level's N x
+    (H W) blurred templates, ``sampler`` its blurred images and ``ids`` the
+    pairs' places in both; ``work`` holds the scratch arrays. Every reduction
+    runs over one pair's own data.
     """
     m = len(p)
     height, width = grid.height, grid.width
     size = height * width
+    den, u, v = work.f32[:3, :m]
+    template = np.take(templates, ids, axis=0, out=work.f32[14, :m])
     pc = p[:, :, None, None]
-    den = (pc[:, 6] * grid.cols + (pc[:, 7] * grid.rows + 1.0)).reshape(m, size)
-    u = (pc[:, 0] * grid.cols + (pc[:, 1] * grid.rows + pc[:, 2])).reshape(m, size)
+    shape = (m, height, width)
+    np.add(pc[:, 6] * grid.cols, pc[:, 7] * grid.rows + 1.0, out=den.reshape(shape))
+    np.add(pc[:, 0] * grid.cols, pc[:, 1] * grid.rows + pc[:, 2], out=u.reshape(shape))
     u /= den
-    v = (pc[:, 3] * grid.cols + (pc[:, 4] * grid.rows + pc[:, 5])).reshape(m, size)
+    np.add(pc[:, 3] * grid.cols, pc[:, 4] * grid.rows + pc[:, 5], out=v.reshape(shape))
     v /= den
     # The pixels that OpenCV's INTER_NEAREST warp of its all-ones mask keeps: rint(u, v) inside.
-    mask = (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
-    warped, grad_x, grad_y = sampler.sample(ids, u, v)
+    mask = work.mask[:m]
+    np.greater_equal(u, -0.5, out=mask)
+    mask &= u < width - 0.5
+    mask &= v >= -0.5
+    mask &= v < height - 0.5
+    warped, grad_x, grad_y = sampler.sample(ids, u, v, work)
 
     # Masked means, variances and correlation in float64, like OpenCV's meanStdDev and dot.
+    zm_i, zm_t, scratch = work.f64[:, :m]
     count = mask.sum(axis=1)
-    warped64 = np.where(mask, warped, 0.0).astype(np.float64)
-    template64 = np.where(mask, template, 0.0).astype(np.float64)
-    mean_i = warped64.sum(axis=1) / count
-    mean_t = template64.sum(axis=1) / count
-    zm_i = np.where(mask, warped64 - mean_i[:, None], 0.0)
-    zm_t = np.where(mask, template64 - mean_t[:, None], 0.0)
-    norm_i2 = (zm_i * zm_i).sum(axis=1)
-    correlation = (zm_t * zm_i).sum(axis=1)
-    rho = correlation / np.sqrt(norm_i2 * (zm_t * zm_t).sum(axis=1))
+    np.multiply(warped, mask, out=zm_i)
+    np.multiply(template, mask, out=zm_t)
+    mean_i = zm_i.sum(axis=1) / count
+    mean_t = zm_t.sum(axis=1) / count
+    zm_i -= mean_i[:, None]
+    zm_i *= mask
+    zm_t -= mean_t[:, None]
+    zm_t *= mask
+    norm_i2 = np.multiply(zm_i, zm_i, out=scratch).sum(axis=1)
+    correlation = np.multiply(zm_t, zm_i, out=scratch).sum(axis=1)
+    rho = correlation / np.sqrt(norm_i2 * np.multiply(zm_t, zm_t, out=scratch).sum(axis=1))
 
     # OpenCV subtracts the mean from the masked pixels only; the Jacobian uses every pixel.
-    image_zm = np.where(mask, warped - mean_i[:, None].astype(np.float32), warped)
-    template_zm = zm_t.astype(np.float32)
+    image_zm, template_zm = work.f32[3:5, :m]
+    np.multiply(mask, mean_i.astype(np.float32)[:, None], out=image_zm)
+    np.subtract(warped, image_zm, out=image_zm)
+    np.copyto(template_zm, zm_t, casting="same_kind")
     a = np.divide(grad_x, den, out=grad_x)
     b = np.divide(grad_y, den, out=grad_y)
     u *= a
     v *= b
     u += v
     c = np.negative(u, out=u)
-    products = np.empty((m, 12, size), dtype=np.float32)
+    products = work.products[:m]
     for k, (s, t) in enumerate(((a, a), (a, b), (a, c), (b, b), (b, c), (c, c))):
         np.multiply(s, t, out=products[:, k])
     for k, s in enumerate((a, b, c)):
@@ -750,6 +811,7 @@ def _ecc_level(
     )
     active = np.flatnonzero(~settled)
     block = max(1, _BLOCK_PIXELS // (height * width))
+    work = _Workspace(min(block, n), height * width, sampler.remap)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for _ in range(level.max_iterations):
             if active.size == 0:
@@ -758,7 +820,7 @@ def _ecc_level(
             for start in range(0, active.size, block):
                 ids = active[start : start + block]
                 p = params[ids]
-                updated, new_rho, new_status = _ecc_step(p, template[ids], sampler, ids, grid)
+                updated, new_rho, new_status = _ecc_step(p, template, sampler, ids, grid, work)
                 ok = new_status == _ECC_OK
                 status[ids] = new_status
                 params[ids[ok]] = updated[ok]
@@ -878,9 +940,10 @@ def _align_batch(x_advs: np.ndarray, xs: np.ndarray, settings: _EccSettings) -> 
     idx = np.flatnonzero(moved)
     if idx.size:
         inside = _inside(homographies[idx], height, width)
-        better = _correlation(templates[idx], _luminance(aligned[idx], colour), inside) > _correlation(
-            templates[idx], images[idx], inside
+        warped_corr, identity_corr = _correlations(
+            templates[idx], [_luminance(aligned[idx], colour), images[idx]], inside
         )
+        better = warped_corr > identity_corr
         worse = idx[~better]
         homographies[worse] = np.eye(3)
         aligned[worse] = x_advs[worse]
@@ -1055,14 +1118,20 @@ def pass_scores(
     pyramid_levels: int = DEFAULT_PYRAMID_LEVELS,
     interpolation: str = DEFAULT_INTERPOLATION,
 ) -> PassBatch:
-    """PASS (Eq. 4) of many pairs, in vectorised chunks spread over a thread pool.
+    """PASS (Eq. 4) of many pairs, vectorised over the batch and spread over worker processes.
 
     Each pair's score is exactly (bit for bit) what :func:`pass_score` gives
-    for it: the batch is cut into fixed chunks of about 32K pixels (e.g. 41
-    MNIST pairs), each chunk runs ECC and SSIM for all its pairs at once in
-    NumPy / OpenCV, which release the GIL, and no pair's arithmetic depends on
-    the other pairs of its chunk. The number of workers changes only the
-    speed.
+    for it, whatever the batch and ``workers``: ECC and SSIM run on whole
+    chunks of pairs at once, but no pair's arithmetic depends on the other
+    pairs of its chunk. Batches of at least :data:`_POOL_PIXELS` pixels are cut
+    into ``workers`` chunks (more if memory asks) for a
+    ``concurrent.futures.ProcessPoolExecutor``: the work is many short NumPy
+    calls, between which threads would queue for the GIL. The pool forks its
+    workers from multiprocessing's fork server (preloading this module) where
+    the platform has one, else spawns them; either way a script that calls
+    ``pass_scores`` at import time needs the usual ``if __name__ ==
+    "__main__":`` guard. Smaller batches, ``workers=1`` and daemonic
+    processes (which cannot have children) compute in the calling process.
 
     Parameters
     ----------
@@ -1072,7 +1141,8 @@ def pass_scores(
         The originals: the same shape as ``x_advs``, or one image of shape
         ``x_advs.shape[1:]`` compared with every ``x_advs[i]``.
     workers : int or None
-        Threads; None uses ``os.cpu_count()``.
+        Worker processes; None uses ``os.cpu_count()``, 1 computes in the
+        calling process.
     max_iterations, epsilon, warp_tolerance, gauss_filt_size, pyramid_levels, interpolation
         ECC settings, see :func:`align`.
 
@@ -1097,13 +1167,37 @@ def pass_scores(
         _same_shape(x_advs, xs, ("x_advs", "xs"))
 
     n = len(x_advs)
+    pixels = n * x_advs.shape[1] * x_advs.shape[2]
     workers = workers or os.cpu_count() or 1
-    # One contiguous chunk per worker: a chunk's ECC iterates until its slowest pair stops, so few large
-    # chunks spend the least on those tails. Pairs do not interact, so the split changes no score.
-    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda lo, hi: _pass_chunk(x_advs[lo:hi], xs[lo:hi], settings), bounds[:-1], bounds[1:]))
+    if pixels < _POOL_PIXELS or multiprocessing.current_process().daemon:
+        workers = 1
+    # As few contiguous chunks as there are workers, unless memory asks for more: a chunk's ECC iterates
+    # until its slowest pair stops, so large chunks spend the least on those tails.
+    chunks = min(n, max(workers, -(-x_advs.size // _CHUNK_VALUES)))
+    bounds = np.linspace(0, n, chunks + 1).astype(int)
+    pieces = [(x_advs[lo:hi], xs[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if workers == 1:
+        results = [_chunk_scores(advs, originals, settings) for advs, originals in pieces]
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, chunks), mp_context=_pool_context()) as pool:
+            results = list(pool.map(_chunk_scores, *zip(*pieces), itertools.repeat(settings)))
     return PassBatch(
-        scores=np.concatenate([scores for _, scores in results] + [np.zeros(0)]),
-        converged=np.concatenate([a.converged for a, _ in results] + [np.zeros(0, dtype=bool)]),
+        scores=np.concatenate([scores for scores, _ in results] + [np.zeros(0)]),
+        converged=np.concatenate([converged for _, converged in results] + [np.zeros(0, dtype=bool)]),
     )
+
+
+def _chunk_scores(x_advs: np.ndarray, xs: np.ndarray, settings: _EccSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and convergence flags of a chunk: the task of a pass_scores worker."""
+    alignment, scores = _pass_chunk(x_advs, xs, settings)
+    return scores, alignment.converged
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Multiprocessing's fork server, preloading this module so that a worker starts in milliseconds; spawn
+    where there is none. Not plain fork: OpenCV's thread pool does not survive a fork."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")

@@ -22,6 +22,7 @@ from hotcold.caffe.runtime import check_device
 from hotcold.caffe.zoo import load_model
 from hotcold.core.methods import parse_methods
 from hotcold.data.mnist import MNIST_TEST_IMAGES, MNIST_TRAIN_IMAGES
+from hotcold.pipeline.executor import ExecutionSettings
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,21 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class ExecutionConfig:
+    executor: str = "local"
+    """local (in process), processes (a Dask LocalCluster) or dask (an existing scheduler); docs/execution.md."""
+    workers: int = 2
+    """Worker processes of the processes executor."""
+    scheduler: str | None = None
+    """Address of the Dask scheduler of the dask executor, e.g. tcp://host:8786."""
+    retries: int = 1
+    """Extra tries of a unit that raised an error."""
+    shard_images: int | None = None
+    """Source images per generation unit, a multiple of generate.chunk_size (None: the largest multiple up to
+    10,000): the grain of parallel work. Results do not depend on it."""
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     """Run name; the default run directory is runs/<name>."""
@@ -111,6 +127,7 @@ class Experiment:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 def _build(cls, raw, where: str):
@@ -182,6 +199,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+def execution_settings(exp: Experiment, **override) -> ExecutionSettings:
+    """The experiment's ``execution:`` as executor settings, with command-line values (not None) on top."""
+    e = exp.execution
+    values = {"executor": e.executor, "workers": e.workers, "scheduler": e.scheduler, "retries": e.retries}
+    values.update({k: v for k, v in override.items() if v is not None})
+    if override.get("executor") in ("local", "processes") and "scheduler" not in override:
+        values["scheduler"] = None
+    return ExecutionSettings(**values)
 
 
 def builtin_experiments() -> list[str]:
@@ -270,6 +297,14 @@ def _validate(exp: Experiment) -> None:
     if exp.generate.max_eps <= 0:
         raise ValueError(f"generate.max_eps: must be > 0 pixel levels (255 is the whole range), got "
                          f"{exp.generate.max_eps}")
+    shard = exp.execution.shard_images
+    if shard is not None and (shard < 1 or shard % exp.generate.chunk_size):
+        raise ValueError(f"execution.shard_images: must be a positive multiple of generate.chunk_size "
+                         f"({exp.generate.chunk_size}), got {exp.execution.shard_images}")
+    try:
+        execution_settings(exp)
+    except ValueError as exc:
+        raise ValueError(f"execution: {exc}") from None
     if not exp.generate.scales:
         raise ValueError("generate.scales: give at least one scale, e.g. [1.0] for minimal adversarials")
     for i, s in enumerate(exp.generate.scales):

@@ -9,7 +9,6 @@ from hotcold.caffe.lmdb_io import read_datum_lmdb
 from hotcold.caffe.solver import check_int
 from hotcold.core.classifier import Classifier
 from hotcold.data.records import read_records
-from hotcold.pipeline.generation import GenerationSummary
 from hotcold.pipeline.stages import log
 from hotcold.report import Example, ExampleGrid
 
@@ -32,12 +31,13 @@ def error_rate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, b
     return wrong / len(labels)
 
 
-def adversarial_test_set(summaries: list[GenerationSummary], types: list[str], per_type: int,
+def adversarial_test_set(summaries: list[tuple[Path, Path]], types: list[str], per_type: int,
                          seed: int) -> dict[str, np.ndarray]:
     """Equal numbers of images per type, drawn at random and evenly over the base nets (Sec. 5.2).
 
-    Each type gets min(per_type, what the scarcest type offers) images; a type
-    with no image at all is left out (and logged) rather than emptying the set.
+    ``summaries`` are the (LMDB, metadata.csv) pairs of the nets' generation
+    runs. Each type gets min(per_type, what the scarcest type offers) images; a
+    type with no image at all is left out (and logged) rather than emptying the set.
 
     Returns
     -------
@@ -46,9 +46,9 @@ def adversarial_test_set(summaries: list[GenerationSummary], types: list[str], p
     rng = np.random.default_rng(seed)
     pools: dict[str, list[list[tuple[int, str]]]] = {t: [] for t in types}
     arrays = []
-    for s_index, summary in enumerate(summaries):
-        records = read_records(summary.metadata)
-        arrays.append(read_datum_lmdb(summary.lmdb))
+    for s_index, (lmdb_path, metadata) in enumerate(summaries):
+        records = read_records(metadata)
+        arrays.append(read_datum_lmdb(lmdb_path))
         for t in types:
             keys = records.key[records.method == t].tolist()
             pools[t].append([(s_index, k) for k in rng.permutation(np.array(keys, dtype=object)).tolist()])

@@ -1,212 +1,275 @@
-"""The MNIST experiment of Sec. 5.2 (Table 1, Figs. 2, 4, 5) in resumable stages.
+"""The MNIST experiment of Sec. 5.2 (Table 1, Figs. 2, 4, 5) as a graph of work units.
 
-1. ``data``: the MNIST IDX files, MD5-verified, as Caffe LMDBs.
-2. ``train``: N base nets, different seeds (random init and data order).
-3. ``generate``: adversarials / hard positives of the training images each base
-   net classifies correctly, for the methods the training sets need.
-4. ``finetune``: each base net fine-tuned on each training set, per ordering.
-5. ``evaluate``: MNIST test error of every net; error on a held-out adversarial
-   test set made from the MNIST *test* images on all base nets, with an equal
-   number of images per type (the paper: 14 types x 5K).
-6. ``report``: Table 1 (Markdown + CSV) and Fig. 2 / 4 / 5 style figures.
+| unit | does | writes (under the run directory) |
+|---|---|---|
+| ``data`` | the MNIST IDX files, MD5-verified, as Caffe LMDBs | ``data/`` |
+| ``train/base<i>`` | base net i, seed + i, its own data order (Sec. 5.2) | ``train/base<i>/`` |
+| ``generate/base<i>/shard<k>`` | adversarials / hard positives of a range of training images | ``generate/base<i>/shards/`` |
+| ``generate/base<i>`` | the shards merged into the LMDB Caffe reads (one writer) | ``generate/base<i>/`` |
+| ``finetune/<set>/base<i>_order<o>`` | base net i fine-tuned on one ordering of a training set | ``finetune/<set>/`` |
+| ``advtest/base<i>/shard<k>``, ``advtest/base<i>`` | adversarial images of the MNIST *test* images on net i | ``evaluate/advtest_base<i>/`` |
+| ``evaluate/testset`` | the held-out adversarial test set: equal numbers per type, even over the nets | ``evaluate/`` |
+| ``evaluate/<net>`` | MNIST and adversarial test error of one net | (its manifest) |
+| ``report`` | Table 1 (Markdown + CSV) and Fig. 2 / 4 / 5 style figures | ``report/`` |
 
-Each stage writes its outputs and a manifest under the run directory
-(:mod:`hotcold.pipeline.stages`); a re-run skips finished stages and resumes
-the others (training from snapshots, generation from completed chunks).
+Each unit's seed derives from the experiment seed and its key: base net i uses
+seed + i, ordering o of base net i uses seed + 1000 (o + 1) + i (hotcold 0.1's
+seeds, so results carry over). Units are module-level functions of
+``(run_dir, inputs, **config)`` returning paths relative to the run directory;
+:mod:`hotcold.pipeline.units` records and resumes them, and
+:mod:`hotcold.pipeline.executor` runs the graph in process or on Dask.
 """
 from __future__ import annotations
 
-import dataclasses
-import time
+import functools
+import threading
 from pathlib import Path
 
 import numpy as np
 
-from hotcold.caffe.lmdb_io import shuffled_copy, write_shuffled_mix
+from hotcold.caffe.lmdb_io import (
+    DatumLmdbAppender,
+    iter_datum_lmdb,
+    read_datum_lmdb,
+    shuffled_copy,
+    write_datum_lmdb,
+    write_shuffled_mix,
+)
 from hotcold.caffe.solver import SolverSettings
 from hotcold.caffe.train import train
 from hotcold.caffe.zoo import load_model
 from hotcold.core.methods import parse_methods, with_scales
 from hotcold.core.search import SearchSettings
-from hotcold.data.mnist import MnistData, find_mnist_source, load_mnist, prepare_mnist
+from hotcold.data.mnist import MnistData, load_mnist, prepare_mnist
 from hotcold.data.records import read_records
 from hotcold.pipeline.config import Experiment
 from hotcold.pipeline.evaluation import adversarial_test_set, error_rate, examples, table_rows
 from hotcold.pipeline.generation import generate_to_lmdb
-from hotcold.pipeline.stages import Stage, log
+from hotcold.pipeline.units import Unit
 from hotcold.report import write_report
 
 BASE_ROW = "basic LeNet"
 """Table 1's row of the base nets, before any fine-tuning."""
+DEFAULT_SHARD_IMAGES = 10000
+"""Source images per generation unit when ``execution.shard_images`` is not given (rounded to chunks)."""
 KEEP_SNAPSHOTS = 2
 """Snapshots kept per training run: enough to resume, few enough for disk."""
 
 
-class Table1Run:
-    """One run of the Table 1 experiment in ``run_dir``; :meth:`run` does or resumes every stage."""
+def build_units(exp: Experiment, *, source: str, progress: bool) -> list[Unit]:
+    """The experiment's graph. ``source`` (the MNIST folder) and ``progress`` are local to this machine
+    and not part of any unit's config (MNIST is MD5-verified wherever it comes from)."""
+    model = load_model(exp.model)
+    local = {"source": source, "device": exp.device, "progress": progress}
+    base = [f"base{i}" for i in range(exp.train.nets)]
+    units = [Unit("data", data_unit, {}, local={"source": source})]
+    for i, net in enumerate(base):
+        units.append(Unit(f"train/{net}", train_unit, {
+            "model": exp.model, "index": i, "seed": exp.seed + i, "iterations": exp.train.iterations,
+            "snapshot_every": exp.train.snapshot_every}, needs=("data",),
+            owns=(f"train/{net}", f"train/order_{net}.lmdb"), local=local))
 
-    def __init__(self, exp: Experiment, run_dir: Path, version: str, *, progress: bool = True,
-                 overwrite: bool = False) -> None:
-        self.exp = exp
-        self.overwrite = overwrite
-        self.run_dir = run_dir
-        self.version = version
-        self.progress = progress
-        self.model = load_model(exp.model)
-        self.cfg = dataclasses.asdict(exp)
-        self.search = SearchSettings(max_eps=exp.generate.max_eps)
+    def generation(stage: str, folder: str, net: str, split: str, count: int, methods: list[str],
+                   tau: float | None) -> list[Unit]:
+        chunk = exp.generate.chunk_size
+        step = exp.execution.shard_images or max(chunk, DEFAULT_SHARD_IMAGES // chunk * chunk)
+        shards = []
+        for k, start in enumerate(range(0, count, step)):
+            shards.append(Unit(f"{stage}/{net}/shard{k:03d}", generation_unit, {
+                "model": exp.model, "net": net, "split": split, "start": start, "stop": min(start + step, count),
+                "methods": methods, "tau": tau, "max_eps": exp.generate.max_eps,
+                "chunk_size": exp.generate.chunk_size, "out": f"{folder}/shards/shard{k:03d}"},
+                needs=(f"train/{net}",), owns=(f"{folder}/shards/shard{k:03d}",), local=local))
+        merge = Unit(f"{stage}/{net}", merge_unit, {"out": folder}, needs=tuple(u.key for u in shards))
+        return shards + [merge]
 
-    def _stage(self, name: str, config: dict) -> Stage:
-        return Stage(self.run_dir, name, config, self.version, overwrite=self.overwrite)
+    methods = sorted({m.name for ts in exp.finetune.training_sets for m in
+                      with_scales(parse_methods(ts.methods, num_classes=model.num_classes), exp.generate.scales)})
+    if methods:
+        for net in base:
+            units += generation("generate", f"generate/{net}", net, "train", exp.generate.source_images, methods,
+                                exp.generate.tau)
+    tuned = []
+    for ts in exp.finetune.training_sets:
+        wanted = [m.name for m in with_scales(parse_methods(ts.methods), exp.generate.scales)]
+        for i, net in enumerate(base):
+            for o in range(exp.finetune.orderings):
+                key = f"finetune/{ts.name}/{net}_order{o}"
+                tuned.append(key)
+                units.append(Unit(key, finetune_unit, {
+                    "model": exp.model, "set": ts.name, "methods": wanted, "net": net, "ordering": o,
+                    "seed": exp.seed + 1000 * (o + 1) + i, "iterations": exp.finetune.iterations,
+                    "mix_originals": exp.finetune.mix_originals, "lr_schedule": exp.finetune.lr_schedule,
+                    "base_iter": exp.train.iterations if exp.finetune.lr_schedule == "continue" else None,
+                    "snapshot_every": exp.train.snapshot_every},
+                    needs=("data", f"train/{net}", f"generate/{net}"),
+                    owns=(f"finetune/{ts.name}/{net}_order{o}", f"finetune/{ts.name}/{net}_order{o}.lmdb"),
+                    local=local))
+    types = eval_types(exp)
+    for net in base:
+        units += generation("advtest", f"evaluate/advtest_{net}", net, "test", exp.evaluate.source_images, types,
+                            exp.evaluate.tau)
+    units.append(Unit("evaluate/testset", testset_unit, {"types": types, "per_type": exp.evaluate.per_type,
+                                                         "seed": exp.seed},
+                      needs=tuple(f"advtest/{net}" for net in base)))
+    evaluated = []
+    for key in [f"train/{net}" for net in base] + tuned:
+        name = f"evaluate/{key.split('/', 1)[1]}"
+        evaluated.append(name)
+        units.append(Unit(name, evaluate_unit, {"model": exp.model}, needs=("evaluate/testset", key),
+                          local=local))
+    units.append(Unit("report", report_unit, {"example_source": exp.report.example_source, "types": types},
+                      needs=("evaluate/testset", *evaluated), local={"source": source}))
+    return units
 
-    def _classifier(self, weights: str):
-        return self.model.classifier(weights, device=self.exp.device)
 
-    def _solver(self, seed: int, max_iter: int, **schedule) -> SolverSettings:
-        return SolverSettings(seed=seed, max_iter=max_iter, snapshot_every=self.exp.train.snapshot_every,
-                              keep_snapshots=KEEP_SNAPSHOTS, **schedule)
+def eval_types(exp: Experiment) -> list[str]:
+    """The adversarial test set's types, one name each (sets expanded)."""
+    model = load_model(exp.model)
+    return [m.name for m in parse_methods(exp.evaluate.types, num_classes=model.num_classes)]
 
-    def run(self) -> Path:
-        """Run (or resume) every stage; returns the report folder."""
-        t0 = time.time()
-        data, mnist = self.data()
-        base_nets = self.train_base(data)
-        generated = self.generate(base_nets, mnist)
-        tuned = self.finetune(data, base_nets, generated)
-        evaluation = self.evaluate(base_nets, tuned, mnist)
-        report = self.report(evaluation, mnist)
-        log(f"done in {time.time() - t0:.0f} s; report: {report / 'report.md'}")
-        return report
 
-    def data(self) -> tuple[dict, MnistData]:
-        """Stage 1: MNIST, verified, as LMDBs."""
-        source = str(find_mnist_source(self.exp.data.source))
-        stage = self._stage("data", {"data": self.cfg["data"], "source": source})
-        if not stage.done:
-            log("data: verifying MNIST and writing LMDBs")
-            stage.finish({"source": source}, prepare_mnist(stage.dir, source=source))
-        return stage.outputs(), load_mnist(source)
+# ---------------------------------------------------------------- the units (run on any worker)
 
-    def train_base(self, data: dict) -> dict[str, str]:
-        """Stage 2: the base nets, net i with seed + i and its own data order (Sec. 5.2)."""
-        exp = self.exp
-        stage = self._stage("train", {"train": self.cfg["train"], "seed": exp.seed, "model": exp.model,
-                                      "data": data})
-        if not stage.done:
-            nets = {}
-            for i in range(exp.train.nets):
-                log(f"train: base{i} ({exp.train.iterations} iterations, seed {exp.seed + i})")
-                order = shuffled_copy(data["train_lmdb"], stage.dir / f"order_base{i}.lmdb", seed=exp.seed + i)
-                result = train(self.model, stage.dir / f"base{i}", self._solver(exp.seed + i, exp.train.iterations),
-                               train_lmdb=order, test_lmdb=data["test_lmdb"], progress=self.progress,
-                               device=exp.device)
-                nets[f"base{i}"] = str(result.weights)
-            stage.finish(data, {"nets": nets})
-        return stage.outputs()["nets"]
+@functools.lru_cache(maxsize=2)
+def _mnist(source: str) -> MnistData:
+    return load_mnist(source)
 
-    def generate(self, base_nets: dict[str, str], mnist: MnistData) -> dict[str, dict]:
-        """Stage 3: the training sets' images from the MNIST training images, on each base net."""
-        exp = self.exp
-        methods = sorted({m.name for ts in exp.finetune.training_sets for m in
-                          with_scales(parse_methods(ts.methods, num_classes=self.model.num_classes),
-                                      exp.generate.scales)})
-        stage = self._stage("generate", {"generate": self.cfg["generate"], "methods": methods, "nets": base_nets})
-        if not stage.done:
-            generated = {}
-            n = exp.generate.source_images
-            for net, weights in base_nets.items():
-                if not methods:
-                    break
-                log(f"generate: {len(methods)} methods on {n} training images, {net}")
-                summary = generate_to_lmdb(self._classifier(weights), mnist.train_images[:n],
-                                           mnist.train_labels[:n], methods, stage.dir / net, net_name=net,
-                                           tau=exp.generate.tau, settings=self.search,
-                                           chunk_size=exp.generate.chunk_size, progress=self.progress)
-                generated[net] = {"lmdb": str(summary.lmdb), "metadata": str(summary.metadata),
-                                  "images": summary.images, "forward_calls": summary.forward_passes}
-            stage.finish({"nets": base_nets}, {"generated": generated})
-        return stage.outputs()["generated"]
 
-    def finetune(self, data: dict, base_nets: dict[str, str], generated: dict[str, dict]) -> dict[str, dict]:
-        """Stage 4: every training set x base net x ordering, fine-tuned from the base net."""
-        exp = self.exp
-        stage = self._stage("finetune", {"finetune": self.cfg["finetune"], "generate": self.cfg["generate"],
-                                         "generated": generated, "data": data})
-        if stage.done:
-            return stage.outputs()["nets"]
-        tuned = {}
-        schedule = {"lr_schedule": exp.finetune.lr_schedule,
-                    "base_iter": exp.train.iterations if exp.finetune.lr_schedule == "continue" else None}
-        for ts in exp.finetune.training_sets:
-            wanted = [m.name for m in with_scales(parse_methods(ts.methods), exp.generate.scales)]
-            for i, (net, weights) in enumerate(base_nets.items()):
-                records = read_records(generated[net]["metadata"])
-                keys = sorted(records.key[np.isin(records.method, wanted)].tolist())
-                if not keys:
-                    log(f"finetune: no generated images of {ts.name} on {net}; row skipped for this net")
-                    continue
-                for o in range(exp.finetune.orderings):
-                    tag = f"{ts.name}/{net}_order{o}"
-                    seed = exp.seed + 1000 * (o + 1) + i
-                    mix = stage.dir / ts.name / f"{net}_order{o}.lmdb"
-                    if not (mix / "data.mdb").is_file():
-                        sources = [generated[net]["lmdb"]] + ([data["train_lmdb"]] if exp.finetune.mix_originals
-                                                              else [])
-                        write_shuffled_mix(mix, sources, seed=seed, select=[keys] + [None] * (len(sources) - 1))
-                    log(f"finetune: {tag} ({len(keys)} generated images, {exp.finetune.iterations} iterations)")
-                    result = train(self.model, stage.dir / ts.name / f"{net}_order{o}",
-                                   self._solver(seed, exp.finetune.iterations, **schedule), train_lmdb=mix,
-                                   test_lmdb=data["test_lmdb"], init_weights=weights, progress=self.progress,
-                                   device=exp.device)
-                    tuned[tag] = {"weights": str(result.weights), "set": ts.name, "base": net,
-                                  "train_images": len(keys)}
-        stage.finish({"nets": base_nets, "generated": generated}, {"nets": tuned})
-        return tuned
+_classifiers = threading.local()
 
-    def evaluate(self, base_nets: dict[str, str], tuned: dict[str, dict], mnist: MnistData) -> dict:
-        """Stage 5: MNIST test error and the held-out adversarial test error of every net."""
-        exp = self.exp
-        types = self.eval_types()
-        stage = self._stage("evaluate", {"evaluate": self.cfg["evaluate"], "max_eps": exp.generate.max_eps,
-                                         "nets": base_nets, "tuned": tuned})
-        if stage.done:
-            return stage.outputs()
-        n = exp.evaluate.source_images
-        summaries = []
-        for net, weights in base_nets.items():
-            log(f"evaluate: adversarial test images ({len(types)} types, {n} MNIST test images) on {net}")
-            summaries.append(generate_to_lmdb(self._classifier(weights), mnist.test_images[:n],
-                                              mnist.test_labels[:n], types, stage.dir / f"advtest_{net}",
-                                              net_name=net, tau=exp.evaluate.tau, settings=self.search,
-                                              chunk_size=exp.generate.chunk_size, progress=self.progress))
-        test_set = adversarial_test_set(summaries, types, exp.evaluate.per_type, exp.seed)
-        counts = {t: int((test_set["method"] == t).sum()) for t in types}
-        log(f"evaluate: adversarial test set of {len(test_set['labels'])} images, per type {counts}")
-        results = {}
-        everything = {net: {"weights": w, "set": BASE_ROW, "base": net, "train_images": 0}
-                      for net, w in base_nets.items()}
-        everything.update(tuned)
-        for tag, info in everything.items():
-            clf = self._classifier(info["weights"])
-            results[tag] = {**info, "mnist_error": error_rate(clf, mnist.test_images, mnist.test_labels),
-                            "adv_error": (error_rate(clf, test_set["images"], test_set["labels"])
-                                          if len(test_set["labels"]) else float("nan"))}
-        stage.finish({"nets": base_nets, "tuned": tuned},
-                     {"results": results, "adversarial_test_counts": counts,
-                      "metadata": [str(s.metadata) for s in summaries]})
-        return stage.outputs()
 
-    def report(self, evaluation: dict, mnist: MnistData) -> Path:
-        """Stage 6: Table 1 and the figures; always rewritten (it is cheap)."""
-        stage = self._stage("report", {"report": self.cfg["report"], "evaluation": evaluation})
-        grid = examples(evaluation["metadata"][0], mnist.test_images, self.exp.report.example_source,
-                        self.eval_types())
-        paths = write_report(stage.dir, table_rows(evaluation["results"]), evaluation["metadata"], examples=grid)
-        stage.finish({"evaluation": str(self.run_dir / "evaluate" / "manifest.json")},
-                     {"files": [str(p) for p in paths]})
-        print((stage.dir / "table1.md").read_text())
-        return stage.dir
+def classifier_for(model: str, weights: Path, device: str):
+    """The worker thread's classifier of (model, weights, device), built on first use in this thread.
 
-    def eval_types(self) -> list[str]:
-        """The adversarial test set's types, one name each (sets expanded)."""
-        return [m.name for m in parse_methods(self.exp.evaluate.types, num_classes=self.model.num_classes)]
+    Caffe's mode and device are per thread, so each worker thread builds its own.
+    """
+    cache = _classifiers.__dict__.setdefault("cache", {})
+    key = (model, str(weights), device)
+    if key not in cache:
+        cache.clear()  # one net at a time per thread: a unit works on one
+        cache[key] = load_model(model).classifier(weights, device=device)
+    return cache[key]
+
+
+def data_unit(run: Path, inputs: dict, *, source: str) -> dict:
+    """MNIST, verified, as ``data/train.lmdb`` and ``data/test.lmdb``."""
+    prepare_mnist(run / "data", source=source)
+    return {"train_lmdb": "data/train.lmdb", "test_lmdb": "data/test.lmdb"}
+
+
+def _solver(seed: int, iterations: int, snapshot_every: int, **schedule) -> SolverSettings:
+    return SolverSettings(seed=seed, max_iter=iterations, snapshot_every=snapshot_every,
+                          keep_snapshots=KEEP_SNAPSHOTS, **schedule)
+
+
+def train_unit(run: Path, inputs: dict, *, model: str, index: int, seed: int, iterations: int,
+               snapshot_every: int, device: str = "cpu", progress: bool = False, source: str = "") -> dict:
+    """Base net ``index``: seed + i and a shuffled copy of the training set as its data order (Sec. 5.2)."""
+    data = inputs["data"]
+    folder = run / "train"
+    order = shuffled_copy(run / data["train_lmdb"], folder / f"order_base{index}.lmdb", seed=seed)
+    result = train(model, folder / f"base{index}", _solver(seed, iterations, snapshot_every), train_lmdb=order,
+                   test_lmdb=run / data["test_lmdb"], progress=progress, device=device)
+    return {"weights": str(result.weights.relative_to(run.resolve()))}
+
+
+def generation_unit(run: Path, inputs: dict, *, model: str, net: str, split: str, start: int, stop: int,
+                    methods: list[str], tau: float | None, max_eps: float, chunk_size: int, out: str,
+                    device: str = "cpu", progress: bool = False, source: str = "") -> dict:
+    """Adversarials / hard positives of MNIST images ``start:stop`` of ``split`` on ``net``."""
+    mnist = _mnist(source)
+    images = mnist.train_images if split == "train" else mnist.test_images
+    labels = mnist.train_labels if split == "train" else mnist.test_labels
+    weights = run / inputs[f"train/{net}"]["weights"]
+    summary = generate_to_lmdb(classifier_for(model, weights, device), images[start:stop], labels[start:stop],
+                               methods, run / out, net_name=net, tau=tau, settings=SearchSettings(max_eps=max_eps),
+                               chunk_size=chunk_size, source_indices=np.arange(start, stop), progress=progress)
+    return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv", "images": summary.images,
+            "forward_calls": summary.forward_passes}
+
+
+def merge_unit(run: Path, inputs: dict, *, out: str) -> dict:
+    """The shards of one net, in order, into ``images.lmdb`` + ``metadata.csv``: the one writer."""
+    shards = [inputs[k] for k in sorted(inputs)]
+    target = run / out / "images.lmdb"
+    if target.exists():  # a merge cut short: start it again
+        import shutil
+
+        shutil.rmtree(target)
+    with DatumLmdbAppender(target) as db:
+        for shard in shards:
+            for batch in iter_datum_lmdb(run / shard["lmdb"]):
+                db.append(batch.images, batch.labels, batch.keys)
+    texts = [(run / shard["metadata"]).read_text() for shard in shards]
+    from hotcold._io import atomic_write
+
+    atomic_write(run / out / "metadata.csv", texts[0].partition("\n")[0] + "\n" +
+                 "".join(t.partition("\n")[2] for t in texts))
+    return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv",
+            "images": sum(s["images"] for s in shards), "forward_calls": sum(s["forward_calls"] for s in shards)}
+
+
+def finetune_unit(run: Path, inputs: dict, *, model: str, set: str, methods: list[str], net: str, ordering: int,
+                  seed: int, iterations: int, mix_originals: bool, lr_schedule: str, base_iter: int | None,
+                  snapshot_every: int, device: str = "cpu", progress: bool = False, source: str = "") -> dict:
+    """Base net ``net`` fine-tuned on one random ordering of a training set (Sec. 5.2)."""
+    data, generated = inputs["data"], inputs[f"generate/{net}"]
+    records = read_records(run / generated["metadata"])
+    keys = sorted(records.key[np.isin(records.method, methods)].tolist())
+    result = {"set": set, "base": net, "train_images": len(keys), "weights": None}
+    if not keys:
+        return result  # no generated image of this set on this net: the row leaves it out
+    mix = run / "finetune" / set / f"{net}_order{ordering}.lmdb"
+    if not (mix / "data.mdb").is_file():
+        sources = [run / generated["lmdb"]] + ([run / data["train_lmdb"]] if mix_originals else [])
+        write_shuffled_mix(mix, sources, seed=seed, select=[keys] + [None] * (len(sources) - 1))
+    schedule = {"lr_schedule": lr_schedule, "base_iter": base_iter}
+    trained = train(model, run / "finetune" / set / f"{net}_order{ordering}",
+                    _solver(seed, iterations, snapshot_every, **schedule), train_lmdb=mix,
+                    test_lmdb=run / data["test_lmdb"], init_weights=run / inputs[f"train/{net}"]["weights"],
+                    progress=progress, device=device)
+    return {**result, "weights": str(trained.weights.relative_to(run.resolve()))}
+
+
+def testset_unit(run: Path, inputs: dict, *, types: list[str], per_type: int, seed: int) -> dict:
+    """The held-out adversarial test set (Sec. 5.2), as ``evaluate/testset.lmdb`` in a fixed order."""
+    summaries = [(run / inputs[k]["lmdb"], run / inputs[k]["metadata"]) for k in sorted(inputs)]
+    test_set = adversarial_test_set(summaries, types, per_type, seed)
+    counts = {t: int((test_set["method"] == t).sum()) for t in types}
+    path = run / "evaluate" / "testset.lmdb"
+    if len(test_set["labels"]):
+        write_datum_lmdb(path, test_set["images"], test_set["labels"], overwrite=True)
+    return {"testset_lmdb": "evaluate/testset.lmdb" if len(test_set["labels"]) else None, "counts": counts,
+            "metadata": [inputs[k]["metadata"] for k in sorted(inputs)]}
+
+
+def evaluate_unit(run: Path, inputs: dict, *, model: str, device: str = "cpu", progress: bool = False,
+                  source: str = "") -> dict:
+    """MNIST test error and held-out adversarial test error of one net (Table 1's two columns)."""
+    testset = inputs["evaluate/testset"]
+    (net_key,) = [k for k in inputs if k != "evaluate/testset"]
+    info = inputs[net_key]
+    base = net_key.split("/")[1] if net_key.startswith("train/") else info["base"]
+    row = {"set": BASE_ROW if net_key.startswith("train/") else info["set"], "base": base,
+           "train_images": 0 if net_key.startswith("train/") else info["train_images"], "weights": info["weights"]}
+    if info["weights"] is None:
+        return {**row, "mnist_error": None, "adv_error": None}
+    clf = classifier_for(model, run / info["weights"], device)
+    mnist = _mnist(source)
+    adv = float("nan")
+    if testset["testset_lmdb"]:
+        arrays = read_datum_lmdb(run / testset["testset_lmdb"])
+        adv = error_rate(clf, arrays.images, arrays.labels)
+    return {**row, "mnist_error": error_rate(clf, mnist.test_images, mnist.test_labels), "adv_error": adv}
+
+
+def report_unit(run: Path, inputs: dict, *, example_source: int | None, types: list[str], source: str = "") -> dict:
+    """Table 1 and the figures into ``report/``."""
+    testset = inputs["evaluate/testset"]
+    results = {k: v for k, v in inputs.items() if k != "evaluate/testset" and v["mnist_error"] is not None}
+    metadata = [str(run / m) for m in testset["metadata"]]
+    grid = examples(metadata[0], _mnist(source).test_images, example_source, types)
+    paths = write_report(run / "report", table_rows(results), metadata, examples=grid)
+    return {"files": [str(Path(p).relative_to(run.resolve())) for p in paths]}
+

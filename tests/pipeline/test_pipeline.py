@@ -129,23 +129,24 @@ def test_tiny_config_runs_end_to_end_and_resumes(mnist, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY.format(source=os.environ["HOTCOLD_MNIST_DIR"]))
     run = run_experiment(config, out=tmp_path / "run", progress=False)
-    for stage in ("data", "train", "generate", "finetune", "evaluate", "report"):
-        assert (run / stage / "manifest.json").exists(), stage
+    for unit in ("data", "train/base0", "generate/base0", "generate/base0/shard000",
+                 "finetune/HC-D-2-1.05/base0_order0", "advtest/base0", "evaluate/testset", "evaluate/base0", "report"):
+        assert (run / "units" / f"{unit}.json").exists(), unit
     table = (run / "report" / "table1.md").read_text()
     assert "basic LeNet" in table and "HC-D-2-1.05" in table
     assert (run / "report" / "fig4_pass.png").stat().st_size > 1000
     capsys.readouterr()
     started = time.time()
     run_experiment(config, out=tmp_path / "run", progress=False)
-    assert time.time() - started < 30  # every stage but the report is skipped
+    assert time.time() - started < 30  # every unit is done
     assert "basic LeNet" in capsys.readouterr().out
-    # A changed config is refused naming the change; --overwrite reruns that stage from scratch.
+    # A changed config is refused naming the unit and the change; --overwrite recomputes what it changes.
     config.write_text(TINY.format(source=os.environ["HOTCOLD_MNIST_DIR"]).replace("source_images: 60", "source_images: 30"))
-    with pytest.raises(OutputDirError, match="generate.source_images: 60 there, 30 now"):
+    with pytest.raises(OutputDirError, match=r"unit 'generate/base0/shard000' .*config.stop: 60 there, 30 now"):
         run_experiment(config, out=tmp_path / "run", progress=False)
     base_weights = (run / "train" / "base0" / "final.caffemodel").read_bytes()
     run_experiment(config, out=tmp_path / "run", progress=False, overwrite=True)
-    assert (run / "train" / "base0" / "final.caffemodel").read_bytes() == base_weights  # unchanged stage kept
+    assert (run / "train" / "base0" / "final.caffemodel").read_bytes() == base_weights  # unchanged unit kept
     sources = {int(r["source_index"]) for r in _meta(run / "generate" / "base0" / "metadata.csv")}
     assert max(sources) < 30
 
@@ -200,7 +201,6 @@ def test_adversarial_test_set_is_equal_per_type_even_over_nets_and_skips_empty_t
     from hotcold.core.records import GeneratedBatch
     from hotcold.data.records import records_csv
     from hotcold.pipeline.evaluation import adversarial_test_set
-    from hotcold.pipeline.generation import GenerationSummary
 
     counts = {"base0": {"FGS": 5, "HC-D-1": 3}, "base1": {"FGS": 4, "HC-D-1": 1}}
     summaries = []
@@ -223,7 +223,7 @@ def test_adversarial_test_set_is_equal_per_type_even_over_nets_and_skips_empty_t
         out = tmp_path / net
         write_datum_lmdb(out / "images.lmdb", np.stack(images), labels, keys=keys)
         (out / "metadata.csv").write_text(records_csv(records))
-        summaries.append(GenerationSummary(out / "images.lmdb", out / "metadata.csv", len(keys), 1, 0, 0.0, 0))
+        summaries.append((out / "images.lmdb", out / "metadata.csv"))
     test_set = adversarial_test_set(summaries, ["FGS", "HC-D-1", "HC-S-1"], per_type=10, seed=0)
     methods = test_set["method"].tolist()
     assert methods.count("FGS") == methods.count("HC-D-1") == 4  # the scarcer type sets the number
