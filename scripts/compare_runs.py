@@ -5,7 +5,8 @@ usage: .venv/bin/python scripts/compare_runs.py RUN_A RUN_B
 Metadata CSVs and Table 1 are compared byte for byte; LMDBs record by record
 (keys and Datum bytes); trained weights blob by blob (a .caffemodel also
 embeds its net's data-layer paths, which differ between run directories).
-Exit status 0 when everything is identical, 1 otherwise.
+Files only in RUN_A are listed (an imported run lacks the LMDBs nobody needed
+again). Exit status 0 when everything both hold is identical, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -46,14 +47,23 @@ def main(a: Path, b: Path) -> int:
         same &= equal
         print(f"{what}: {'identical' if equal else 'DIFFERENT'}{detail}")
 
+    def both(rel: Path) -> bool:
+        if not (b / rel).exists():
+            print(f"{rel}: only in {a}")
+            return False
+        return True
+
     for rel in sorted({p.relative_to(a) for p in a.rglob("metadata.csv")} | {Path("report/table1.csv"),
                                                                            Path("report/table1.md")}):
-        report(str(rel), (a / rel).read_bytes() == (b / rel).read_bytes())
+        if both(rel):
+            report(str(rel), (a / rel).read_bytes() == (b / rel).read_bytes())
     for rel in sorted(p.parent.relative_to(a) for p in a.rglob("data.mdb")):
-        da, db = lmdb_digest(a / rel), lmdb_digest(b / rel)
-        report(str(rel), da == db, f" ({da[0]} records)")
+        if both(rel):
+            da, db = lmdb_digest(a / rel), lmdb_digest(b / rel)
+            report(str(rel), da == db, f" ({da[0]} records)")
     for rel in sorted(p.relative_to(a) for p in a.rglob("final.caffemodel")):
-        report(f"{rel} (weights)", weight_blobs(a / rel) == weight_blobs(b / rel))
+        if both(rel):
+            report(f"{rel} (weights)", weight_blobs(a / rel) == weight_blobs(b / rel))
     print("ALL IDENTICAL" if same else "DIFFERENCES FOUND")
     return 0 if same else 1
 

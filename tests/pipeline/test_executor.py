@@ -1,0 +1,148 @@
+"""The executors with real Dask (a 2-process LocalCluster): same results, worker deaths, failures, slices."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotcold.pipeline.executor import ExecutionSettings, UnitFailed, run_units
+from hotcold.pipeline.runner import run_experiment
+from hotcold.pipeline.units import Unit, read_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+PROCESSES = ExecutionSettings(executor="processes", workers=2, retries=1)
+
+TINY = """
+name: tiny_exec
+model: lenet
+seed: 5
+train: {{nets: 2, iterations: 100, snapshot_every: 50}}
+generate: {{source_images: 40, scales: [1.0], chunk_size: 20}}
+finetune:
+  iterations: 30
+  orderings: 1
+  training_sets:
+    - {{name: HC-D-1-1.05, methods: [HC-D-1x1.05]}}
+evaluate: {{types: [FGS, HC-D-1], per_type: 10, source_images: 40}}
+execution: {{shard_images: 20}}
+data: {{source: {source}}}
+"""
+
+
+# ---------------------------------------------------------------- units for the fault tests (picklable by reference)
+
+def write_unit(run: Path, inputs: dict, *, name: str, kill_once: bool = False, fail: bool = False) -> dict:
+    """Appends its attempt to a log, dies once (SIGKILL) or raises when asked, then writes one output."""
+    with open(run / "attempts.log", "a") as fh:
+        fh.write(f"{name} {os.getpid()}\n")
+    marker = run / f"{name}.killed"
+    if kill_once and not marker.exists():
+        marker.write_text("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if fail:
+        raise ValueError(f"{name} cannot work")
+    (run / "out").mkdir(exist_ok=True)
+    total = sum(v["value"] for v in inputs.values())
+    (run / "out" / f"{name}.txt").write_text(str(total + 1))
+    return {"value": total + 1, "path": f"out/{name}.txt"}
+
+
+def _graph(kill: str | None = None, fail: str | None = None) -> list[Unit]:
+    def unit(name: str, *needs: str) -> Unit:
+        return Unit(name, write_unit, {"name": name.replace("/", "_"), "kill_once": name == kill,
+                                       "fail": name == fail}, needs=needs)
+
+    return [unit("a"), unit("b/1", "a"), unit("b/2", "a"), unit("c", "b/1", "b/2")]
+
+
+def test_graph_runs_the_same_locally_and_on_dask(tmp_path):
+    (tmp_path / "local").mkdir()
+    (tmp_path / "dask").mkdir()
+    local = run_units(_graph(), tmp_path / "local", "v", ExecutionSettings(), progress=False)
+    dask = run_units(_graph(), tmp_path / "dask", "v", PROCESSES, progress=False)
+    assert local == dask and local["c"] == {"value": 5, "path": "out/c.txt"}
+
+
+def test_a_worker_killed_mid_unit_still_gives_a_complete_duplicate_free_result(tmp_path):
+    (tmp_path / "run").mkdir()
+    results = run_units(_graph(kill="b/2"), tmp_path / "run", "v", PROCESSES, progress=False)
+    assert results["c"]["value"] == 5
+    attempts = (tmp_path / "run" / "attempts.log").read_text().split()
+    names = attempts[::2]
+    assert names.count("b_2") == 2 and names.count("a") == names.count("c") == 1  # the killed unit ran again
+    assert sorted(p.name for p in (tmp_path / "run" / "out").iterdir()) == ["a.txt", "b_1.txt", "b_2.txt", "c.txt"]
+    assert all(read_manifest(tmp_path / "run", k) for k in ("a", "b/1", "b/2", "c"))
+
+
+@pytest.mark.parametrize("settings", [ExecutionSettings(), PROCESSES], ids=["local", "processes"])
+def test_a_failing_unit_stops_the_run_naming_its_key(tmp_path, settings):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UnitFailed, match=r"unit 'b/1' failed: ValueError: b_1 cannot work"):
+        run_units(_graph(fail="b/1"), tmp_path / "run", "v", settings, progress=False)
+    assert read_manifest(tmp_path / "run", "a") is not None  # finished units stay finished
+    assert read_manifest(tmp_path / "run", "c") is None
+
+
+def test_execution_settings_are_checked():
+    with pytest.raises(ValueError, match="needs the scheduler's address"):
+        ExecutionSettings(executor="dask")
+    with pytest.raises(ValueError, match="executor must be one of"):
+        ExecutionSettings(executor="threads")
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        ExecutionSettings(executor="processes", workers=0)
+
+
+# ---------------------------------------------------------------- the real experiment
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, mnist) -> Path:
+    root = tmp_path_factory.mktemp("exec")
+    config = root / "tiny.yaml"
+    config.write_text(TINY.format(source=os.environ["HOTCOLD_MNIST_DIR"]))
+    return config
+
+
+@pytest.fixture(scope="module")
+def local_run(tiny) -> Path:
+    return run_experiment(tiny, out=tiny.parent / "local", progress=False)
+
+
+def _compare(a: Path, b: Path) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_runs.py"), str(a), str(b)],
+                          capture_output=True, text=True)
+    return done.stdout
+
+
+def test_processes_executor_gives_the_same_tables_and_lmdbs(tiny, local_run):
+    dask_run = run_experiment(tiny, out=tiny.parent / "processes", progress=False, executor="processes", workers=2)
+    report = _compare(local_run, dask_run)
+    assert report.strip().endswith("ALL IDENTICAL"), report
+
+
+def test_export_import_finishes_a_run_stopped_halfway(tiny, local_run, tmp_path):
+    first = tmp_path / "first"
+    run_experiment(tiny, out=first, progress=False, units="finetune/*", export=tmp_path / "export")
+    exported = {p.relative_to(tmp_path / "export").as_posix() for p in (tmp_path / "export").rglob("*") if p.is_file()}
+    assert "train/base0/final.caffemodel" in exported and "units/finetune/HC-D-1-1.05/base1_order0.json" in exported
+    assert not any(".lmdb" in p for p in exported)  # regenerable LMDBs stay behind
+    second = run_experiment(tiny, out=tmp_path / "second", progress=False, import_from=tmp_path / "export")
+    manifest = json.loads((second / "units" / "train" / "base0.json").read_text())
+    assert manifest["pid"] != os.getpid() or manifest == json.loads(
+        (first / "units" / "train" / "base0.json").read_text())  # imported, not retrained
+    assert not (second / "train" / "base0" / "snapshot_iter_100.solverstate").exists()
+    report = _compare(local_run, second)
+    assert "report/table1.csv: identical" in report and "evaluate/testset.lmdb: identical" in report, report
+
+
+def test_units_and_max_hours_slice_the_graph(tiny, tmp_path):
+    out = tmp_path / "slice"
+    run_experiment(tiny, out=out, progress=False, units="train/base1")
+    assert read_manifest(out, "train/base1") and read_manifest(out, "data")
+    assert read_manifest(out, "train/base0") is None
+    with pytest.raises(ValueError, match="matches no unit"):
+        run_experiment(tiny, out=out, progress=False, units="nothing/*")
