@@ -56,6 +56,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if labels.min() < 0 or labels.max() >= model.num_classes:
         raise ValueError(f"--images: labels must lie in 0..{model.num_classes - 1} for {model.name}, found "
                          f"{labels.min()}..{labels.max()}")
+    if args.shards > 1 or args.executor not in (None, "local"):
+        return _generate_sharded(args, model, images, labels)
     classifier = model.classifier(args.weights, deploy_prototxt=args.deploy, device=args.device)
     summary = generate_to_lmdb(classifier, images, labels, args.methods, args.out, net_name=args.net_name,
                                tau=args.tau, scales=args.scales, settings=SearchSettings(max_eps=args.max_eps),
@@ -63,6 +65,46 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                                overwrite_hint="pass --overwrite to start over, or choose another --out")
     print(f"{summary.images} images in {summary.lmdb}; metadata {summary.metadata}; "
           f"{summary.seconds:.1f} s, {summary.forward_passes} Caffe forward calls")
+    return 0
+
+
+def _generate_sharded(args: argparse.Namespace, model, images, labels) -> int:
+    """``hotcold generate --shards N``: the image set in N units on an executor, then one merge."""
+    from pathlib import Path
+
+    from hotcold._guard import DirectoryLock, array_digest, claim, file_digest
+    from hotcold.core.methods import parse_methods, with_scales
+    from hotcold.pipeline.executor import ExecutionSettings, run_units
+    from hotcold.pipeline.generation import image_set_units
+    from hotcold.pipeline.runner import plan
+    from hotcold.pipeline.stages import code_version
+
+    settings = ExecutionSettings(executor=args.executor or "local", workers=args.workers or 2,
+                                 scheduler=args.scheduler)
+    methods = [m.name for m in with_scales(parse_methods(args.methods, num_classes=model.num_classes), args.scales)]
+    deploy = Path(args.deploy or model.deploy_prototxt).absolute()
+    # The shards' config holds absolute paths: a sharded generation runs where its inputs are.
+    units = image_set_units(model=args.model, weights=str(Path(args.weights).absolute()), deploy=str(deploy),
+                            images=str(Path(args.images).absolute()),
+                            labels=None if args.labels is None else str(Path(args.labels).absolute()),
+                            count=len(images), shards=args.shards, methods=methods, tau=args.tau,
+                            max_eps=args.max_eps, chunk_size=args.chunk_size, net_name=args.net_name,
+                            device=args.device, progress=not args.quiet and settings.executor == "local")
+    version = code_version()
+    identity = {"kind": "hotcold generate --shards", "code_version": version,
+                "config": {"methods": methods, "tau": args.tau, "max_eps": args.max_eps, "shards": args.shards,
+                           "chunk_size": args.chunk_size, "net_name": args.net_name},
+                "inputs": {"images": array_digest(images, labels), "weights": file_digest(args.weights),
+                           "deploy": file_digest(deploy)}}
+    out = Path(args.out)
+    with DirectoryLock(out, f"generate {args.net_name}"):
+        claim(out, identity, overwrite=args.overwrite, fix="pass --overwrite to start over, or choose another --out")
+        done, todo = plan(units, out, version, overwrite=args.overwrite)
+        results = {**done, **run_units(todo, out, version, settings, overwrite=args.overwrite,
+                                       progress=not args.quiet, done=done)}
+    merged = results["merge"]
+    print(f"{merged['images']} images in {out / 'images.lmdb'}; metadata {out / 'metadata.csv'}; "
+          f"{len(units) - 1} shards on the {settings.executor} executor, {merged['forward_calls']} forward calls")
     return 0
 
 
@@ -174,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, default="cpu", help="cpu, gpu or gpu:N")
     p.add_argument("--out", required=True, help="output directory (resumed when it holds the same run)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds another run")
+    p.add_argument("--shards", type=_count, default=1,
+                   help="split the images into N units (whole chunks each) for the executor; 1: in process")
+    _executor_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
 

@@ -709,7 +709,6 @@ def _ecc_step(
     """
     m = len(p)
     height, width = grid.height, grid.width
-    size = height * width
     den, u, v = work.f32[:3, :m]
     template = np.take(templates, ids, axis=0, out=work.f32[14, :m])
     pc = p[:, :, None, None]
@@ -853,6 +852,7 @@ def _solve(matrices: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 
 def _pyramid(images: np.ndarray) -> np.ndarray:
+    """``cv2.pyrDown`` of each image: the next coarser pyramid level."""
     return np.stack([cv2.pyrDown(image) for image in images])
 
 
@@ -913,6 +913,8 @@ def _ecc_opencv(templates: np.ndarray, images: np.ndarray, settings: _EccSetting
 
 @dataclass(frozen=True)
 class _Aligned:
+    """:class:`Alignment` of N pairs: N x 3 x 3 homographies, aligned images, converged flags, messages."""
+
     homographies: np.ndarray
     aligned: np.ndarray
     converged: np.ndarray
@@ -921,7 +923,7 @@ class _Aligned:
 
 def _align_batch(x_advs: np.ndarray, xs: np.ndarray, settings: _EccSettings) -> _Aligned:
     """Eq. 1 for N validated float64 pairs of one shape, ``N x H x W`` or ``N x H x W x 3``."""
-    n, height, width = x_advs.shape[:3]
+    height, width = x_advs.shape[1:3]
     colour = x_advs.ndim == 4
     templates, images = _luminance(xs, colour), _luminance(x_advs, colour)
     ecc = _ecc_pyramid if settings.pyramid_levels > 1 else _ecc_opencv
@@ -1175,7 +1177,7 @@ def pass_scores(
     # until its slowest pair stops, so large chunks spend the least on those tails.
     chunks = min(n, max(workers, -(-x_advs.size // _CHUNK_VALUES)))
     bounds = np.linspace(0, n, chunks + 1).astype(int)
-    pieces = [(x_advs[lo:hi], xs[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    pieces = [(x_advs[lo:hi], xs[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
     if workers == 1:
         results = [_chunk_scores(advs, originals, settings) for advs, originals in pieces]
     else:

@@ -16,7 +16,9 @@ differences named, unless ``overwrite`` starts over.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import numpy as np
 
 from hotcold._guard import DirectoryLock, array_digest, check_plain_name, claim
 from hotcold._io import atomic_write
-from hotcold.caffe.lmdb_io import DatumLmdbAppender
+from hotcold.caffe.lmdb_io import DatumLmdbAppender, iter_datum_lmdb
 from hotcold.core.classifier import Classifier
 from hotcold.core.generator import generate_batches, resolve_methods
 from hotcold.core.records import GeneratedBatch
@@ -177,3 +179,68 @@ def _run_chunks(classifier, images, labels, indices, methods, out: Path, *, net_
         atomic_write(metadata, records_csv(GeneratedBatch.empty()) + "".join(p.partition("\n")[2] for p in parts))
     return GenerationSummary(out / "images.lmdb", metadata, stored, run, skipped,
                              time.perf_counter() - start_time, classifier.forward_passes - forwards_before)
+
+
+def merge_unit(run: Path, inputs: dict, *, out: str) -> dict:
+    """The shards of one net, in key order, into ``images.lmdb`` + ``metadata.csv``: the one writer.
+
+    The merged LMDB holds the same records, and ``metadata.csv`` the same rows
+    in the same order, as one unsharded run over the same images.
+    """
+    shards = [inputs[k] for k in sorted(inputs)]
+    target = run / out / "images.lmdb"
+    if target.exists():  # a merge cut short: start it again
+        shutil.rmtree(target)
+    with DatumLmdbAppender(target) as db:
+        for shard in shards:
+            for batch in iter_datum_lmdb(run / shard["lmdb"]):
+                db.append(batch.images, batch.labels, batch.keys)
+    texts = [(run / shard["metadata"]).read_text() for shard in shards]
+    atomic_write(run / out / "metadata.csv", texts[0].partition("\n")[0] + "\n" +
+                 "".join(t.partition("\n")[2] for t in texts))
+    return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv",
+            "images": sum(s["images"] for s in shards), "forward_calls": sum(s["forward_calls"] for s in shards)}
+
+
+def image_set_unit(run: Path, inputs: dict, *, model: str, weights: str, deploy: str | None, images: str,
+                   labels: str | None, start: int, stop: int, methods: list[str], tau: float | None,
+                   max_eps: float, chunk_size: int, net_name: str, out: str, device: str = "cpu",
+                   progress: bool = False) -> dict:
+    """``hotcold generate --shards``: images ``start:stop`` of an image set, on a worker."""
+    from hotcold.caffe.zoo import load_model
+
+    spec = load_model(model)
+    x, y = _image_set(images, labels, spec.input_shape[0])
+    classifier = spec.classifier(weights, deploy_prototxt=deploy, device=device)
+    summary = generate_to_lmdb(classifier, x[start:stop], y[start:stop], methods, run / out, net_name=net_name,
+                               tau=tau, settings=SearchSettings(max_eps=max_eps), chunk_size=chunk_size,
+                               source_indices=np.arange(start, stop), progress=progress, overwrite=True)
+    return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv", "images": summary.images,
+            "forward_calls": summary.forward_passes}
+
+
+@functools.lru_cache(maxsize=1)
+def _image_set(images: str, labels: str | None, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    from hotcold.data.image_sets import load_image_set
+
+    return load_image_set(images, labels=labels, channels=channels)
+
+
+def image_set_units(*, model: str, weights: str, deploy: str | None, images: str, labels: str | None, count: int,
+                    shards: int, methods: list[str], tau: float | None, max_eps: float, chunk_size: int,
+                    net_name: str, device: str, progress: bool) -> list:
+    """The units of ``hotcold generate --shards N``: N ranges of whole chunks, then one merge."""
+    from hotcold.pipeline.units import Unit
+
+    chunks = -(-count // chunk_size)
+    # Whole chunks, spread as evenly as they go (at most one shard per chunk).
+    edges = sorted({min(count, chunk_size * (k * chunks // shards)) for k in range(shards + 1)})
+    units = []
+    for k, (start, stop) in enumerate(zip(edges[:-1], edges[1:])):
+        units.append(Unit(f"shard{k:03d}", image_set_unit, {
+            "model": model, "weights": weights, "deploy": deploy, "images": images, "labels": labels,
+            "start": start, "stop": stop, "methods": methods, "tau": tau,
+            "max_eps": max_eps, "chunk_size": chunk_size, "net_name": net_name, "out": f"shards/shard{k:03d}"},
+            owns=(f"shards/shard{k:03d}",), local={"device": device, "progress": progress}))
+    units.append(Unit("merge", merge_unit, {"out": "."}, needs=tuple(u.key for u in units)))
+    return units

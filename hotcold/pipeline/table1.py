@@ -27,14 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotcold.caffe.lmdb_io import (
-    DatumLmdbAppender,
-    iter_datum_lmdb,
-    read_datum_lmdb,
-    shuffled_copy,
-    write_datum_lmdb,
-    write_shuffled_mix,
-)
+from hotcold.caffe.lmdb_io import read_datum_lmdb, shuffled_copy, write_datum_lmdb, write_shuffled_mix
 from hotcold.caffe.solver import SolverSettings
 from hotcold.caffe.train import train
 from hotcold.caffe.zoo import load_model
@@ -44,7 +37,7 @@ from hotcold.data.mnist import MnistData, load_mnist, prepare_mnist
 from hotcold.data.records import read_records
 from hotcold.pipeline.config import Experiment
 from hotcold.pipeline.evaluation import adversarial_test_set, error_rate, examples, table_rows
-from hotcold.pipeline.generation import generate_to_lmdb
+from hotcold.pipeline.generation import generate_to_lmdb, merge_unit
 from hotcold.pipeline.units import Unit
 from hotcold.report import write_report
 
@@ -187,27 +180,6 @@ def generation_unit(run: Path, inputs: dict, *, model: str, net: str, split: str
                                chunk_size=chunk_size, source_indices=np.arange(start, stop), progress=progress)
     return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv", "images": summary.images,
             "forward_calls": summary.forward_passes}
-
-
-def merge_unit(run: Path, inputs: dict, *, out: str) -> dict:
-    """The shards of one net, in order, into ``images.lmdb`` + ``metadata.csv``: the one writer."""
-    shards = [inputs[k] for k in sorted(inputs)]
-    target = run / out / "images.lmdb"
-    if target.exists():  # a merge cut short: start it again
-        import shutil
-
-        shutil.rmtree(target)
-    with DatumLmdbAppender(target) as db:
-        for shard in shards:
-            for batch in iter_datum_lmdb(run / shard["lmdb"]):
-                db.append(batch.images, batch.labels, batch.keys)
-    texts = [(run / shard["metadata"]).read_text() for shard in shards]
-    from hotcold._io import atomic_write
-
-    atomic_write(run / out / "metadata.csv", texts[0].partition("\n")[0] + "\n" +
-                 "".join(t.partition("\n")[2] for t in texts))
-    return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv",
-            "images": sum(s["images"] for s in shards), "forward_calls": sum(s["forward_calls"] for s in shards)}
 
 
 def finetune_unit(run: Path, inputs: dict, *, model: str, set: str, methods: list[str], net: str, ordering: int,

@@ -146,3 +146,19 @@ def test_units_and_max_hours_slice_the_graph(tiny, tmp_path):
     assert read_manifest(out, "train/base0") is None
     with pytest.raises(ValueError, match="matches no unit"):
         run_experiment(tiny, out=out, progress=False, units="nothing/*")
+
+
+def test_generate_shards_on_processes_equal_one_run(lenet_weights, mnist_lmdbs, tmp_path, capsys):
+    from hotcold.caffe.lmdb_io import lmdb_digest
+    from hotcold.cli import main
+
+    common = ["generate", "--weights", str(lenet_weights), "--images", str(mnist_lmdbs["test"]), "--limit", "90",
+              "--chunk-size", "15", "--methods", "FGS", "HC-S-1", "--scales", "1", "1.1", "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    assert main(common + ["--out", str(tmp_path / "sharded"), "--shards", "4", "--executor", "processes",
+                          "--workers", "2"]) == 0
+    assert "4 shards on the processes executor" in capsys.readouterr().out
+    assert (tmp_path / "one" / "metadata.csv").read_bytes() == (tmp_path / "sharded" / "metadata.csv").read_bytes()
+    assert lmdb_digest(tmp_path / "one" / "images.lmdb") == lmdb_digest(tmp_path / "sharded" / "images.lmdb")
+    # Run again: every unit is done, nothing is recomputed.
+    assert main(common + ["--out", str(tmp_path / "sharded"), "--shards", "4"]) == 0
