@@ -60,7 +60,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         return _generate_sharded(args, model, images, labels)
     classifier = model.classifier(args.weights, deploy_prototxt=args.deploy, device=args.device)
     summary = generate_to_lmdb(classifier, images, labels, args.methods, args.out, net_name=args.net_name,
-                               tau=args.tau, scales=args.scales, settings=SearchSettings(max_eps=args.max_eps),
+                               tau=args.tau, scales=args.scales, settings=SearchSettings.capped(args.max_eps),
                                chunk_size=args.chunk_size, progress=not args.quiet, overwrite=args.overwrite,
                                overwrite_hint="pass --overwrite to start over, or choose another --out")
     print(f"{summary.images} images in {summary.lmdb}; metadata {summary.metadata}; "

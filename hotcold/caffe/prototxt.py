@@ -12,11 +12,13 @@ gradients, which adversarial generation never uses.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from google.protobuf import text_format
 
 from hotcold.caffe.runtime import caffe_pb2, import_caffe
@@ -231,3 +233,21 @@ def _same_shape(blob, shape: tuple[int, ...]) -> bool:
     if len(shape) > 4:
         return False
     return tuple(_blob_shape(blob)) == (1,) * (4 - len(shape)) + tuple(shape)
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (16 hex digits) of a .caffemodel's learnable blobs by layer: the weights, not the file.
+
+    A caffemodel also stores its net's layer parameters, among them the data
+    layers' LMDB paths, so the same training in another directory gives other
+    bytes but the same digest here.
+    """
+    net = caffe_pb2().NetParameter()
+    net.ParseFromString(Path(path).read_bytes())
+    h = hashlib.sha256()
+    for layer in list(net.layer) + list(net.layers):
+        for blob in layer.blobs:
+            h.update(layer.name.encode() + b"\0")
+            h.update(np.asarray(blob.shape.dim, np.int64).tobytes())
+            h.update(np.asarray(blob.data, np.float32).tobytes())
+    return h.hexdigest()[:16]

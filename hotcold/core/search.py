@@ -25,11 +25,10 @@ reports: the logit margin m(eps) = h_y - max_{j != y} h_j along the ray, which
 is nearly piecewise linear for ReLU nets (and mostly convex).
 
 * Before a bracket exists, the secant of the last two margins predicts where m
-  crosses 0; the try goes 5 % beyond the prediction (a secant from two points
-  before a convex crossing falls short of it), and the two adjacent candidates
-  there are classified: when the lower one is still y and the upper one is
-  not, the job is done. Without a usable prediction (the first try, or a
-  margin that does not fall) the growing step is taken.
+  crosses 0, and the try goes 5 % beyond the prediction (a secant from two
+  points before a convex crossing falls short of it); the prediction may jump
+  further than a growing step would. Without a usable prediction (the first
+  try, or a margin that does not fall) the growing step is taken.
 * Inside a bracket each round classifies one candidate: at the secant of the
   last two tries when it falls inside the bracket, else at the Illinois
   regula falsi point of the bracket's margins. After 8 rounds in a row inside
@@ -41,7 +40,7 @@ raw-gradient ones, against 10 and 20 for the growing steps plus bisection.
 
 Every job stops only on two adjacent, classified candidates, whatever the
 strategy. All (image, direction) jobs advance together: each round classifies
-every active job's candidates in one batched call of the classifier.
+every active job's candidate in one batched call of the classifier.
 """
 from __future__ import annotations
 
@@ -54,7 +53,6 @@ from hotcold.core.classifier import Classifier
 STRATEGIES = ("secant", "bisect")
 _OVERSHOOT = 1.05
 """A secant prediction outside the bracket is extended by this factor of its distance (see _round)."""
-_PAIR_INSIDE = False
 _MISSES_BEFORE_BISECTION = 8
 """Predictions in a row that may miss inside a bracket before bisection steps take over."""
 _BLOCK = 1 << 22
@@ -77,9 +75,9 @@ class SearchSettings:
         Largest eps tried; beyond it a direction has no adversarial. 255 is the
         full pixel range along the strongest component of eta_hat.
     strategy:
-        ``"secant"``: margin-predicted tries, each verified on two adjacent
-        candidates, bounded by the growing steps (default). ``"bisect"``: the
-        growing steps and a binary search only.
+        ``"secant"``: margin-predicted tries (default). ``"bisect"``: the
+        growing steps and a binary search only. Both end on two adjacent
+        candidates, the lower classified y and the upper not.
     """
 
     initial_eps: float = 16.0
@@ -100,6 +98,12 @@ class SearchSettings:
             raise ValueError(f"growth must be >= 1, got {self.growth}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+
+
+    @classmethod
+    def capped(cls, max_eps: float, **settings) -> SearchSettings:
+        """Settings with this cap, the first try lowered to it when the default lies beyond."""
+        return cls(max_eps=max_eps, initial_eps=min(cls.initial_eps, max_eps), **settings)
 
 
 @dataclass(frozen=True)
@@ -172,9 +176,9 @@ def _rays(x: np.ndarray, eta_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     same eps values, and every pixel then crosses m = 1..255 upwards at
     e(m) = (m - x' - 1/2) / |d|.
     """
-    jobs = len(x)
-    x = np.asarray(x, np.float64).reshape(jobs, -1)
-    d = np.asarray(eta_hat, np.float64).reshape(jobs, -1)
+    jobs, pixels = len(x), int(np.prod(np.shape(x)[1:], dtype=np.int64))
+    x = np.asarray(x, np.float64).reshape(jobs, pixels)
+    d = np.asarray(eta_hat, np.float64).reshape(jobs, pixels)
     start = np.where(d < 0, 255.0 - x, x) + 0.5
     speed = np.abs(d)
     inverse = np.divide(1.0, speed, out=np.zeros_like(speed), where=speed > 0)
@@ -273,7 +277,7 @@ class _Search:
         self.m_prev = np.full(n, np.nan)  # margin at the candidate before lo (secant while bracketing)
         self.prev = np.full(n, np.nan)
         self.step = np.full(n, settings.initial_step)
-        self.missed = np.zeros(n, np.int64)  # predictions in a row inside the bracket that did not finish the job
+        self.missed = np.zeros(n, np.int64)  # rounds inside the bracket so far
         # Illinois weights of the bracket's margins: an end kept twice in a row has its margin halved.
         self.w_lo, self.w_hi = np.ones(n), np.ones(n)
         self.last_side = np.zeros(n, np.int8)  # +1: lo moved last round, -1: hi moved
@@ -321,9 +325,9 @@ class _Search:
             return
         lo = self.lo[idx]
         target = np.empty(idx.size)
-        pair = np.zeros(idx.size, bool)  # also classify the candidate just above the target
 
-        # Outside a bracket: a growing step, or where the secant of the last two margins crosses 0.
+        # Outside a bracket: a growing step, or a little beyond where the secant of the last two margins
+        # crosses 0 (a secant from two points before a convex crossing falls short of it).
         grow = ~bracketed
         if grow.any():
             g = idx[grow]
@@ -334,15 +338,14 @@ class _Search:
                     slope = (self.m_lo[g] - self.m_prev[g]) / (lo[grow] - self.prev[g])
                     predicted = lo[grow] + self.m_lo[g] / -slope
                 usable = np.isfinite(predicted) & (slope < 0)
-                # Margins along a ray are mostly convex: a secant from two points before the crossing falls
-                # short of it, so the try goes a little beyond and lets the bracket do the rest.
                 beyond = lo[grow] + _OVERSHOOT * (predicted - lo[grow])
                 guess = np.where(usable, np.maximum(beyond, lo[grow]), reach)
             target[grow] = np.minimum(guess, s.max_eps)
             if not first:
                 self.step[g] *= s.growth
 
-        # Inside a bracket: Illinois regula falsi on the margins; bisection after repeated misses.
+        # Inside a bracket: the secant of the last two tries if it falls inside, else Illinois regula falsi;
+        # bisection after _MISSES_BEFORE_BISECTION rounds in this bracket.
         inside = bracketed
         if inside.any():
             b = idx[inside]
@@ -356,73 +359,41 @@ class _Search:
                 falsi = np.where(inner, secant, falsi)
                 use = np.isfinite(falsi) & (self.missed[b] < _MISSES_BEFORE_BISECTION)
                 target[inside] = np.where(use, falsi, mid)
-                pair[inside] = use & _PAIR_INSIDE
             else:
                 target[inside] = mid
 
-        # The candidate at the target (kept strictly between lo and hi) and, for a pair, the one above it.
+        # The candidate at the target, kept strictly above lo and below hi.
         below, above = self._interval(idx, target)
         at_lo = below <= self.lo_below[idx]
         last = at_lo & (self.lo_above[idx] > s.max_eps)
         if last.any():  # lo is the last candidate within max_eps: no adversarial along this direction
             self.active[idx[last]] = False
             keep = ~last
-            idx, bracketed, lo, target, pair = idx[keep], bracketed[keep], lo[keep], target[keep], pair[keep]
-            below, above, at_lo = below[keep], above[keep], at_lo[keep]
+            idx, bracketed, below, above, at_lo = idx[keep], bracketed[keep], below[keep], above[keep], at_lo[keep]
             if not idx.size:
                 return
         if at_lo.any():  # the target fell into lo's candidate: take the next one up
-            nxt = self.lo_above[idx[at_lo]]
-            below[at_lo], above[at_lo] = self._interval(idx[at_lo], nxt)
+            below[at_lo], above[at_lo] = self._interval(idx[at_lo], self.lo_above[idx[at_lo]])
         too_high = np.isfinite(self.hi[idx]) & (below >= self.hi_below[idx])
         if too_high.any():  # it fell into hi's candidate: take the one just below hi
             prev_b, _ = self._interval(idx[too_high], np.nextafter(self.hi_below[idx[too_high]], -np.inf))
             below[too_high], above[too_high] = prev_b, self.hi_below[idx[too_high]]
-        a_eps = _name(below, above, s.max_eps)
-        a_capped = above > s.max_eps  # the last candidate within max_eps
-        pair &= ~a_capped
-        pair &= ~(np.isfinite(self.hi[idx]) & (above >= self.hi_below[idx]))  # the one above would be hi
-        p_idx = np.flatnonzero(pair)
-        b_below = above[p_idx]
-        _, b_above = self._interval(idx[p_idx], b_below)
-        b_eps = _name(b_below, b_above, s.max_eps)
+        eps = _name(below, above, s.max_eps)
+        capped = above > s.max_eps  # the last candidate within max_eps
 
-        # One batched classification of every candidate of the round.
-        jobs = np.concatenate([idx, idx[p_idx]])
-        eps = np.concatenate([a_eps, b_eps])
-        logits = self.clf.predict(candidate(self.xf[jobs], self.eta[jobs], eps))
-        self.evaluations += np.bincount(jobs, minlength=len(self.x))
+        # One batched classification of every job's candidate.
+        logits = self.clf.predict(candidate(self.xf[idx], self.eta[idx], eps))
+        self.evaluations[idx] += 1
         labels_now = logits.argmax(axis=1)
-        adv = labels_now != self.y[jobs]
-        margin = _margin(logits, self.y[jobs])
-        a_adv, a_m, a_lab = adv[:idx.size], margin[:idx.size], labels_now[:idx.size]
-        b_adv, b_m, b_lab = adv[idx.size:], margin[idx.size:], labels_now[idx.size:]
+        adv = labels_now != self.y[idx]
+        margin = _margin(logits, self.y[idx])
         self.r2[idx], self.m2[idx] = self.r1[idx], self.m1[idx]
-        self.r1[idx], self.m1[idx] = a_eps, a_m
-        self.r1[idx[p_idx]], self.m1[idx[p_idx]] = b_eps, b_m
-
-        # A adversarial: the new hi (the other candidate does not matter).
-        j = idx[a_adv]
-        self._set_hi(j, a_eps[a_adv], below[a_adv], a_m[a_adv], a_lab[a_adv])
-        # A classified y: the new lo; then B (if classified) decides.
-        keep = ~a_adv
-        j = idx[keep]
-        self._set_lo(j, a_eps[keep], below[keep], above[keep], a_m[keep])
-        b_keep = keep[p_idx]
-        jb = idx[p_idx][b_keep]
-        b_is_adv = b_adv[b_keep]
-        self._set_hi(jb[b_is_adv], b_eps[b_keep][b_is_adv], b_below[b_keep][b_is_adv], b_m[b_keep][b_is_adv],
-                     b_lab[b_keep][b_is_adv])
-        self._set_lo(jb[~b_is_adv], b_eps[b_keep][~b_is_adv], b_below[b_keep][~b_is_adv],
-                     b_above[b_keep][~b_is_adv], b_m[b_keep][~b_is_adv], keep_prev=True)
-        # Misses in a row inside the bracket; after a few, bisection steps.
-        closed = np.zeros(idx.size, bool)
-        closed[p_idx[b_keep][b_is_adv]] = True
-        self.missed[idx[bracketed & ~closed]] += 1
-        self.missed[idx[closed]] = 0
+        self.r1[idx], self.m1[idx] = eps, margin
+        self._set_hi(idx[adv], eps[adv], below[adv], margin[adv], labels_now[adv])
+        self._set_lo(idx[~adv], eps[~adv], below[~adv], above[~adv], margin[~adv])
+        self.missed[idx[bracketed]] += 1
         # Capped: the last candidate within max_eps is still y.
-        capped = keep & a_capped & ~np.isfinite(self.hi[idx])
-        self.active[idx[capped]] = False
+        self.active[idx[~adv & capped & ~bracketed]] = False
 
     def _set_hi(self, j, eps, below, margin, label) -> None:
         self.hi[j], self.hi_below[j], self.m_hi[j], self.predicted[j] = eps, below, margin, label
@@ -430,16 +401,12 @@ class _Search:
         self.w_lo[j] = np.where(self.last_side[j] == -1, self.w_lo[j] / 2, self.w_lo[j])
         self.last_side[j] = -1
 
-    def _set_lo(self, j, eps, below, above, margin, *, keep_prev: bool = False) -> None:
-        """The new lo; the old one becomes the secant's second point unless it is the candidate just below
-        (a pair's lower candidate), too close for a slope."""
-        if not keep_prev:
-            self.prev[j], self.m_prev[j] = self.lo[j], self.m_lo[j]
+    def _set_lo(self, j, eps, below, above, margin) -> None:
+        self.prev[j], self.m_prev[j] = self.lo[j], self.m_lo[j]
         self.lo[j], self.lo_below[j], self.lo_above[j], self.m_lo[j] = eps, below, above, margin
-        if not keep_prev:
-            self.w_lo[j] = 1.0
-            self.w_hi[j] = np.where(self.last_side[j] == 1, self.w_hi[j] / 2, self.w_hi[j])
-            self.last_side[j] = 1
+        self.w_lo[j] = 1.0
+        self.w_hi[j] = np.where(self.last_side[j] == 1, self.w_hi[j] / 2, self.w_hi[j])
+        self.last_side[j] = 1
 
 
 def hard_positives(

@@ -206,8 +206,8 @@ def execution_settings(exp: Experiment, **override) -> ExecutionSettings:
     e = exp.execution
     values = {"executor": e.executor, "workers": e.workers, "scheduler": e.scheduler, "retries": e.retries}
     values.update({k: v for k, v in override.items() if v is not None})
-    if override.get("executor") in ("local", "processes") and "scheduler" not in override:
-        values["scheduler"] = None
+    if override.get("executor") in ("local", "processes") and override.get("scheduler") is None:
+        values["scheduler"] = None  # the YAML's scheduler belongs to its own executor
     return ExecutionSettings(**values)
 
 

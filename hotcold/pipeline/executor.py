@@ -139,11 +139,16 @@ def _run_dask(client, ordered, run_dir, version, overwrite, retries, bar, deadli
     known = dict(done)
     waiting = as_completed()
     names: dict[str, str] = {}
+    # No more units in flight than worker threads, so that a unit starts when it is submitted and the
+    # deadline is checked for every unit.
+    capacity = max(1, sum(client.nthreads().values()))
 
     def submit_ready() -> None:
-        # A unit is submitted once everything it needs has finished: the deadline is checked per unit.
+        # A unit is submitted once everything it needs has finished and a worker thread is free.
         for unit in list(pending):
             if deadline is not None and time.time() > deadline:
+                return
+            if len(futures) - len(results) >= capacity:
                 return
             if all(k in known for k in unit.needs):
                 future = client.submit(execute, str(run_dir), unit, {k: known[k] for k in unit.needs}, version,

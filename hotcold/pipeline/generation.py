@@ -187,7 +187,7 @@ def merge_unit(run: Path, inputs: dict, *, out: str) -> dict:
     The merged LMDB holds the same records, and ``metadata.csv`` the same rows
     in the same order, as one unsharded run over the same images.
     """
-    shards = [inputs[k] for k in sorted(inputs)]
+    shards = list(inputs.values())  # in the order of the unit's needs: the images' order
     target = run / out / "images.lmdb"
     if target.exists():  # a merge cut short: start it again
         shutil.rmtree(target)
@@ -210,17 +210,18 @@ def image_set_unit(run: Path, inputs: dict, *, model: str, weights: str, deploy:
     from hotcold.caffe.zoo import load_model
 
     spec = load_model(model)
-    x, y = _image_set(images, labels, spec.input_shape[0])
+    stat = Path(images).stat()
+    x, y = _image_set(images, labels, spec.input_shape[0], stat.st_mtime_ns)
     classifier = spec.classifier(weights, deploy_prototxt=deploy, device=device)
     summary = generate_to_lmdb(classifier, x[start:stop], y[start:stop], methods, run / out, net_name=net_name,
-                               tau=tau, settings=SearchSettings(max_eps=max_eps), chunk_size=chunk_size,
+                               tau=tau, settings=SearchSettings.capped(max_eps), chunk_size=chunk_size,
                                source_indices=np.arange(start, stop), progress=progress, overwrite=True)
     return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv", "images": summary.images,
             "forward_calls": summary.forward_passes}
 
 
 @functools.lru_cache(maxsize=1)
-def _image_set(images: str, labels: str | None, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _image_set(images: str, labels: str | None, channels: int, mtime: int) -> tuple[np.ndarray, np.ndarray]:
     from hotcold.data.image_sets import load_image_set
 
     return load_image_set(images, labels=labels, channels=channels)

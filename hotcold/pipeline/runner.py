@@ -25,7 +25,7 @@ from hotcold.pipeline.config import execution_settings, load_experiment
 from hotcold.pipeline.executor import run_units, topological
 from hotcold.pipeline.stages import code_version, log
 from hotcold.pipeline.table1 import build_units
-from hotcold.pipeline.units import Unit, digest, read_manifest, result_paths
+from hotcold.pipeline.units import Unit, read_manifest, result_paths, started_path
 
 RUNS_DIR = Path("runs")
 """Where run directories go by default: ``./runs/<experiment name>``, relative to the working directory."""
@@ -93,7 +93,7 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
         else:
             log(f"done in {time.time() - started:.0f} s")
         if export is not None:
-            _export(run_dir, Path(export))
+            _export(run_dir, Path(export), identity)
     table = run_dir / "report" / "table1.md"
     if "report" in results or "report" in done:
         print(table.read_text())
@@ -129,10 +129,18 @@ def plan(graph: list[Unit], run_dir: Path, version: str, *, overwrite: bool) -> 
     present: dict[str, bool] = {}
     for unit in ordered:
         manifest = read_manifest(run_dir, unit.key)
-        if manifest is None or any(k not in recorded for k in unit.needs):
+        if any(k not in recorded for k in unit.needs):
             continue
         want = {"config": json.loads(json.dumps(unit.config, default=str)),
-                "inputs": {k: digest(recorded[k]) for k in unit.needs}, "code_version": version}
+                "inputs": {k: recorded[k]["digest"] for k in unit.needs}, "code_version": version}
+        if manifest is None:
+            begun = started_path(run_dir, unit.key)
+            before = json.loads(begun.read_text()) if begun.is_file() else None
+            if before is not None and before != want and not overwrite:
+                raise OutputDirError(f"unit {unit.key!r} in {run_dir} was started with another config "
+                                     f"({'; '.join(differences(before, want)[:6])}); pass --overwrite to start it "
+                                     "again, or --out DIR for a new run directory")
+            continue
         have = {k: manifest.get(k) for k in want}
         if have != want:
             listed = "; ".join(differences(have, want)[:6])
@@ -151,11 +159,16 @@ def plan(graph: list[Unit], run_dir: Path, version: str, *, overwrite: bool) -> 
     return ({k: v for k, v in recorded.items() if k not in needed}, [u for u in ordered if u.key in needed])
 
 
-def _export(run_dir: Path, target: Path) -> None:
+def _export(run_dir: Path, target: Path, identity: dict) -> None:
     """Manifests, weights and the report: what another machine needs to go on without redoing finished work."""
-    files = [run_dir / RECORD_NAME, run_dir / "experiment.resolved.json"]
+    if target.absolute() == run_dir or run_dir in target.absolute().parents:
+        raise OutputDirError(f"--export {target} is inside the run directory; export to a folder of its own")
+    claim(target, identity, fix="export into a new folder")  # an empty folder, or an export of this same run
+    files = [run_dir / "experiment.resolved.json"]
     files += sorted((run_dir / "units").rglob("*.json"))
     for path in (run_dir / "units").rglob("*.json"):
+        if path.name.endswith(".started.json"):
+            continue
         result = json.loads(path.read_text())["result"]
         for key in ("weights",):
             if isinstance(result, dict) and result.get(key):

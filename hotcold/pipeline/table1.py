@@ -138,7 +138,8 @@ def classifier_for(model: str, weights: Path, device: str):
     Caffe's mode and device are per thread, so each worker thread builds its own.
     """
     cache = _classifiers.__dict__.setdefault("cache", {})
-    key = (model, str(weights), device)
+    stat = Path(weights).stat()
+    key = (model, str(weights), stat.st_size, stat.st_mtime_ns, device)  # retrained weights are new weights
     if key not in cache:
         cache.clear()  # one net at a time per thread: a unit works on one
         cache[key] = load_model(model).classifier(weights, device=device)
@@ -176,8 +177,9 @@ def generation_unit(run: Path, inputs: dict, *, model: str, net: str, split: str
     labels = mnist.train_labels if split == "train" else mnist.test_labels
     weights = run / inputs[f"train/{net}"]["weights"]
     summary = generate_to_lmdb(classifier_for(model, weights, device), images[start:stop], labels[start:stop],
-                               methods, run / out, net_name=net, tau=tau, settings=SearchSettings(max_eps=max_eps),
-                               chunk_size=chunk_size, source_indices=np.arange(start, stop), progress=progress)
+                               methods, run / out, net_name=net, tau=tau, settings=SearchSettings.capped(max_eps),
+                               chunk_size=chunk_size, source_indices=np.arange(start, stop), progress=progress,
+                               overwrite=True)  # the unit owns the shard: its manifest decides
     return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv", "images": summary.images,
             "forward_calls": summary.forward_passes}
 
@@ -206,14 +208,14 @@ def finetune_unit(run: Path, inputs: dict, *, model: str, set: str, methods: lis
 
 def testset_unit(run: Path, inputs: dict, *, types: list[str], per_type: int, seed: int) -> dict:
     """The held-out adversarial test set (Sec. 5.2), as ``evaluate/testset.lmdb`` in a fixed order."""
-    summaries = [(run / inputs[k]["lmdb"], run / inputs[k]["metadata"]) for k in sorted(inputs)]
+    summaries = [(run / v["lmdb"], run / v["metadata"]) for v in inputs.values()]  # the nets, in order
     test_set = adversarial_test_set(summaries, types, per_type, seed)
     counts = {t: int((test_set["method"] == t).sum()) for t in types}
     path = run / "evaluate" / "testset.lmdb"
     if len(test_set["labels"]):
         write_datum_lmdb(path, test_set["images"], test_set["labels"], overwrite=True)
     return {"testset_lmdb": "evaluate/testset.lmdb" if len(test_set["labels"]) else None, "counts": counts,
-            "metadata": [inputs[k]["metadata"] for k in sorted(inputs)]}
+            "metadata": [v["metadata"] for v in inputs.values()]}
 
 
 def evaluate_unit(run: Path, inputs: dict, *, model: str, device: str = "cpu", progress: bool = False,

@@ -99,30 +99,43 @@ def execute(run_dir: str, unit: Unit, inputs: dict[str, dict], version: str, ove
     """Run ``unit`` unless its manifest says it is done; returns its result (small, JSON-able).
 
     This is what an executor schedules. It must not depend on where it runs:
-    everything it needs is in its arguments and the shared run directory.
+    everything it needs is in its arguments and the shared run directory. The
+    result carries ``digest``, the digest of its content (LMDB records, weight
+    blobs, file bytes): what the units that take it record as their input.
     """
     run_dir = Path(run_dir)
     done = recorded(run_dir, unit, inputs, version, overwrite=overwrite)
     if done is not None:
         return done
+    want = _wanted(unit, inputs, version)
     previous = read_manifest(run_dir, unit.key)
-    stale = previous is not None and {k: previous.get(k) for k in ("config", "inputs", "code_version")} \
-        != _wanted(unit, inputs, version)
+    started = started_path(run_dir, unit.key)
+    begun = json.loads(started.read_text()) if started.is_file() else None
+    stale = any(r is not None and {k: r.get(k) for k in want} != want for r in (previous, begun))
     if stale:
-        for rel in unit.owns:  # another config's partial work: never resumed
+        if not overwrite:
+            raise OutputDirError(f"unit {unit.key!r} in {run_dir} was started with another config, other inputs "
+                                 "or another code version; pass --overwrite to recompute it")
+        for rel in unit.owns:  # another config's work: never resumed
             path = run_dir / rel
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    atomic_write(started, json.dumps(want, sort_keys=True) + "\n")
     start = time.time()
     result = unit.func(run_dir, {k: inputs[k] for k in unit.needs}, **unit.config, **unit.local)
-    expected = previous.get("result_digest") if previous is not None and not stale else None
     outcome = digest(_content(run_dir, result))
+    expected = previous.get("result", {}).get("digest") if previous is not None and not stale else None
     if expected is not None and expected != outcome:
+        manifest_path(run_dir, unit.key).unlink()  # what is on disk now is not what was recorded
         raise OutputDirError(f"unit {unit.key!r} was recomputed (its outputs were missing) and now differs from "
                              f"the recorded result ({expected} recorded, {outcome} now); the imported run and "
                              "this machine disagree: start a new run directory")
+    result = {**result, "digest": outcome}
     atomic_write(manifest_path(run_dir, unit.key), json.dumps({
-        "key": unit.key, "config": unit.config, "inputs": {k: digest(inputs[k]) for k in unit.needs},
-        "code_version": version, "result": result, "result_digest": outcome,
+        "key": unit.key, "config": unit.config, "inputs": want["inputs"],
+        "code_version": version, "result": result,
         "seconds": round(time.time() - start, 2), "host": socket.gethostname(), "pid": os.getpid(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, indent=2, sort_keys=True, default=str) + "\n")
@@ -130,9 +143,15 @@ def execute(run_dir: str, unit: Unit, inputs: dict[str, dict], version: str, ove
 
 
 def _wanted(unit: Unit, inputs: Mapping[str, dict], version: str) -> dict:
-    """What a matching manifest records: the config, the inputs' digests, the code version."""
+    """What a matching manifest records: the config, the inputs' content digests, the code version."""
     return {"config": json.loads(json.dumps(unit.config, default=str)),
-            "inputs": {k: digest(inputs[k]) for k in unit.needs}, "code_version": version}
+            "inputs": {k: inputs[k]["digest"] for k in unit.needs}, "code_version": version}
+
+
+def started_path(run_dir: Path, key: str) -> Path:
+    """``<run>/units/<key>.started.json``: what a unit began with, so that its partial work is never
+    resumed under another config."""
+    return Path(run_dir) / "units" / f"{key}.started.json"
 
 
 def result_paths(result) -> list[str]:
@@ -150,13 +169,29 @@ def result_paths(result) -> list[str]:
     return out
 
 
+_HISTORY = ("forward_calls", "digest")
+"""Result keys that describe how a unit ran (a resumed run counts fewer calls), not what it made."""
+
+
 def _content(run_dir: Path, result):
-    """What a result's digest covers: its values, with every named LMDB replaced by its records' digest."""
+    """What a result's digest covers: its values, with every named file replaced by its content's digest."""
+    from hotcold._guard import file_digest
     from hotcold.caffe.lmdb_io import lmdb_digest
+    from hotcold.caffe.prototxt import weights_digest
+
+    def named(key: str, value):
+        if not isinstance(value, str):
+            return _content(run_dir, value)
+        if key.endswith("lmdb"):
+            return lmdb_digest(run_dir / value)
+        if key.endswith("weights"):
+            return weights_digest(run_dir / value)
+        if key.endswith(("metadata", "path")):
+            return file_digest(run_dir / value)
+        return value
 
     if isinstance(result, dict):
-        return {k: (lmdb_digest(run_dir / v) if isinstance(v, str) and k.endswith("lmdb") else _content(run_dir, v))
-                for k, v in result.items()}
+        return {k: named(k, v) for k, v in result.items() if k not in _HISTORY}
     if isinstance(result, list):
         return [_content(run_dir, v) for v in result]
     return result

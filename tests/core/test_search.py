@@ -372,3 +372,14 @@ def test_bad_settings_and_shapes_raise(numpy_net, jobs: Jobs) -> None:
         line_search(numpy_net, x, eta, y[:-1])
     with pytest.raises(TypeError):
         line_search(numpy_net, x.astype(np.float64), eta, y)
+
+
+def test_no_jobs_and_a_small_cap(numpy_net, jobs: Jobs) -> None:
+    """Zero jobs return empty results; a max_eps below the default first try lowers the first try."""
+    x, eta, y = jobs
+    empty = line_search(numpy_net, x[:0], eta[:0], y[:0])
+    assert empty.found.shape == (0,) and empty.images.shape == (0,) + x.shape[1:]
+    small = SearchSettings.capped(4.0)
+    assert small.initial_eps == 4.0 and SearchSettings.capped(100.0).initial_eps == SearchSettings().initial_eps
+    result = line_search(numpy_net, x, eta, y, small)
+    assert (result.eps[result.found] <= 4.0).all()
