@@ -2,10 +2,11 @@
 
 usage: .venv/bin/python benchmarks/bench_vs_art.py [--weights W] [--images 1000] [--offset 5000]
            [--mnist DIR] [--art-batch 32,256] [--linf-eps 255] [--l2-step 4] [--l2-eps 2550]
-           [--repeats 3] [--art-repeats 1] [--art-venv runs/bench-venv-art] [--out runs/bench-vs-art]
+           [--threads 1] [--repeats 3] [--art-repeats 1] [--art-venv runs/bench-venv-art]
+           [--out runs/bench-vs-art]
 
-On the same N correctly classified MNIST test images (the first N from --offset on), the same trained LeNet
-weights and one run, it measures
+On the same N correctly classified MNIST test images (the first N from --offset on; --mnist defaults to
+$HOTCOLD_MNIST_DIR), the same trained LeNet weights and one run, it measures
 
 * hotcold FGS and FGV: ``compute_directions`` + ``line_search`` (secant strategy, the defaults), timed together;
 * ART ``FastGradientMethod(norm=inf, minimal=True)`` with eps_step = 1/255 (one pixel level on ART's 0..1
@@ -14,19 +15,21 @@ weights and one run, it measures
 * ART ``FastGradientMethod(norm=2, minimal=True)``, the counterpart of FGV, with eps_step = --l2-step / 255
   and eps up to --l2-eps / 255 (both given in pixel levels). The default step, 4 levels of L2, is chosen to
   match the L-inf setting's resolution: along this LeNet's FGV directions the median L2 / L-inf ratio of the
-  minimal adversarial is about 4 (509 / 123 levels), so an L2 step of 4 levels moves the strongest pixel by
-  about one level, as the L-inf step of 1/255 moves every pixel by one. A step of 1 level is 4x slower again
-  (measured on 100 images: median L2 508.8 against 508.5 for hotcold, 2 adversarials/s). The cap, 2550 levels
-  (10.0 on ART's scale), lies far beyond any minimal FGV adversarial of this net;
+  minimal adversarial is about 4.5 (492 / 109 levels on the default 1000 images), so an L2 step of 4 levels
+  moves the strongest pixel by about one level, as the L-inf step of 1/255 moves every pixel by one. On the
+  first 100 images a step of 1 level costs 4x the forward passes (1105 against 279 per adversarial) for a
+  median L2 of 508.8 instead of 510.6 (hotcold: 508.5), and more of its adversarials stop being adversarial
+  when rounded to uint8 (17 against 4 of 100). The cap, 2550 levels (10.0 on ART's scale), lies far beyond
+  any minimal FGV adversarial of this net;
 
 each at every ART batch size in --art-batch (ART's minimal loop re-classifies its whole batch every step until
 the last image of the batch flips, so the batch size trades forward passes against per-call overhead). It
 prints a Markdown table: adversarials found / N, adversarials/s (the best of --repeats timings for hotcold,
-whose runs take a second or less, and of --art-repeats for ART), images run
-through the network's forward pass per adversarial (gradient forward passes included; the search's share in
-parentheses), median L-inf and L2 of the perturbation in pixel levels (0..255) over the adversarials found, and
-how many of them stay adversarial as uint8 images (hotcold's always are: its candidates are discrete; ART's are
-rounded to the nearest pixel level and classified by Caffe).
+whose runs take a second or less, and of --art-repeats for ART), images run through the network's forward
+pass per adversarial (gradient forward passes included; the search's share in parentheses), median L-inf and
+L2 of the perturbation in pixel levels (0..255) over the adversarials found, and how many of them stay
+adversarial as uint8 images (hotcold's always are: its candidates are discrete; ART's are rounded to the
+nearest pixel level and classified by Caffe).
 
 Forward passes counted: for hotcold, one per image for the directions (forward + backward) plus
 ``SearchResult.evaluations`` (every candidate the search classified, the not-found jobs' included). For ART, a
@@ -41,8 +44,8 @@ tests never need them.
    bootstraps the benchmark venv when it is missing or broken: ``python -m venv`` (the base interpreter of the
    project's Python), then ``pip install torch`` from the CPU wheel index
    (https://download.pytorch.org/whl/cpu; pip's configured find-links / indexes are searched as well), then
-   ``pip install adversarial-robustness-toolbox numpy packaging`` (pip's output goes to <venv>/install.log). The default location, runs/bench-venv-art, lies in the
-   git-ignored runs/ directory; delete it to reinstall.
+   ``pip install adversarial-robustness-toolbox numpy packaging``; pip's output goes to <venv>/install.log.
+   The default location, runs/bench-venv-art, lies in the git-ignored runs/ directory; delete it to reinstall.
 2. It exports the Caffe weights (pycaffe ``net.params``: conv1, conv2, ip1, ip2), the input scale, the images,
    and Caffe's ip2 logits of 500 test images to ``<out>/art_input.npz``, then runs this same file with the
    benchmark venv's Python as ``--worker <in.npz> <out.npz>``. The worker imports only numpy, torch and ART.
@@ -54,7 +57,9 @@ tests never need them.
    timings and forward counts to ``<out>/art_output.npz``.
 4. The parent computes every statistic (norms, uint8 rounding checked with Caffe) and prints the table.
 
-Both halves use every core: OpenBLAS for Caffe, torch's intra-op threads for ART.
+Both halves get the same number of threads, --threads: Caffe's OpenBLAS threads (OPENBLAS_NUM_THREADS, set
+before Caffe loads; 1 is hotcold's own default, hotcold/caffe/runtime.py) and torch's intra-op threads
+(``torch.set_num_threads``). One thread each (the default) also keeps the timings steadier on a shared machine.
 """
 from __future__ import annotations
 
@@ -87,7 +92,7 @@ def _venv_works(venv: Path) -> bool:
     python = _venv_python(venv)
     if not python.exists():
         return False
-    probe = subprocess.run([str(python), "-c", "import numpy, torch, art"], capture_output=True)
+    probe = subprocess.run([str(python), "-c", "import numpy, torch, art"], check=False, capture_output=True)
     return probe.returncode == 0
 
 
@@ -104,7 +109,7 @@ def ensure_art_venv(venv: Path) -> dict:
     # from PyPI; ART imports `packaging` without declaring it.
     for args in (["--index-url", TORCH_CPU_INDEX, "torch"], ["adversarial-robustness-toolbox", "numpy", "packaging"]):
         with open(log, "a") as out:
-            done = subprocess.run(pip + args, stdout=out, stderr=subprocess.STDOUT)
+            done = subprocess.run(pip + args, check=False, stdout=out, stderr=subprocess.STDOUT)
         if done.returncode:
             sys.exit(f"error: `pip install {' '.join(args)}` failed in {venv}; see {log}")
     seconds = time.perf_counter() - t0
@@ -116,8 +121,8 @@ def ensure_art_venv(venv: Path) -> dict:
 
 
 def _venv_versions(venv: Path) -> str:
-    code = ("import torch, art, numpy; print(f'torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            "ART {art.__version__}, numpy {numpy.__version__}')")
+    code = ("import torch, art, numpy; "
+            "print(f'torch {torch.__version__}, ART {art.__version__}, numpy {numpy.__version__}')")
     return subprocess.run([str(_venv_python(venv)), "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip()
 
@@ -186,8 +191,8 @@ def art_rows(clf, x: np.ndarray, y: np.ndarray, out: dict, configs: list[dict]) 
 
 
 def table(rows: list[dict], n: int) -> str:
-    lines = ["| method | setting (pixel levels) | batch | found | adversarials/s | forward passes / adversarial "
-             "(search) | median L-inf | median L2 | adversarial as uint8 |",
+    lines = [("| method | setting (pixel levels) | batch | found | adversarials/s | forward passes / adversarial "
+              "(search) | median L-inf | median L2 | adversarial as uint8 |"),
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         f = max(r["found"], 1)
@@ -208,6 +213,7 @@ def main() -> None:
     parser.add_argument("--linf-eps", type=float, default=255.0, help="ART L-inf eps cap in pixel levels")
     parser.add_argument("--l2-step", type=float, default=4.0, help="ART L2 eps_step in pixel levels")
     parser.add_argument("--l2-eps", type=float, default=2550.0, help="ART L2 eps cap in pixel levels")
+    parser.add_argument("--threads", type=int, default=1, help="Caffe BLAS threads = torch threads")
     parser.add_argument("--repeats", type=int, default=3, help="hotcold timings per method; the best is reported")
     parser.add_argument("--art-repeats", type=int, default=1, help="ART timings per setting; the best is reported")
     parser.add_argument("--art-venv", default=str(REPO / "runs/bench-venv-art"))
@@ -218,6 +224,7 @@ def main() -> None:
         worker(Path(args.worker[0]), Path(args.worker[1]))
         return
 
+    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)  # before Caffe (and its OpenBLAS) loads
     import hotcold
     from hotcold.data.mnist import load_mnist
 
@@ -246,11 +253,11 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     check_x = mnist.test_images[:CHECK_IMAGES]
     np.savez(out_dir / "art_input.npz", x=x, y=y, check_x=check_x, check_logits=clf.predict(check_x),
-             scale=np.float64(255 * clf.input_scale), repeats=args.art_repeats,
+             scale=np.float64(255 * clf.input_scale), repeats=args.art_repeats, threads=args.threads,
              configs=json.dumps(configs), **_export_weights(clf))
 
-    print(f"{len(x)} correctly classified MNIST test images from index {args.offset}; "
-          f"{os.cpu_count()} CPU cores; {versions}", flush=True)
+    print(f"{len(x)} correctly classified MNIST test images from index {args.offset}; {os.cpu_count()} CPU cores, "
+          f"{args.threads} thread(s) for Caffe's OpenBLAS and for torch; {versions}", flush=True)
     hot = run_hotcold(clf, x, y, args.repeats)
     print("hotcold done; running ART in the benchmark venv ...", flush=True)
     t0 = time.perf_counter()
@@ -279,6 +286,7 @@ def worker(src: Path, dst: Path) -> None:
         data = dict(f)
     configs = json.loads(str(data["configs"]))
     repeats = int(data["repeats"])
+    torch.set_num_threads(int(data["threads"]))
 
     class LeNet(torch.nn.Module):
         """The deploy LeNet with Caffe's weights; counts the images of every forward pass."""
@@ -331,11 +339,11 @@ def worker(src: Path, dst: Path) -> None:
         in_search = [0]
         minimal = attack._minimal_perturbation
 
-        def counted(*a, _minimal=minimal, **kw):
+        def counted(*a, _minimal=minimal, _in_search=in_search, **kw):
             # The minimal loop's classifications (no-grad forward passes), apart from its gradient passes.
             before = model.images[False]
             result = _minimal(*a, **kw)
-            in_search[0] += model.images[False] - before
+            _in_search[0] += model.images[False] - before
             return result
 
         attack._minimal_perturbation = counted
