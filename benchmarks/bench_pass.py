@@ -5,10 +5,12 @@ usage: HOTCOLD_MNIST_DIR=/path/to/mnist .venv/bin/python benchmarks/bench_pass.p
 
 Workloads, all ``pass_scores`` calls with default settings:
 
-* ``mnist 28x28``: the 450 MNIST pairs of the PASS regression set
-  (``tests/core/test_pass_regression.py``: FGS / FGV / hot-cold-like
-  perturbations, shifts, rotations, copies, blank images) repeated 4 times,
-  1,800 pairs per call.
+* ``lenet 28x28``: the 400 real LeNet adversarials of the PASS regression set
+  (``tests/core/test_pass_regression.py``: 100 each of FGS, FGV, HC-D-1 and
+  HC-S-1) repeated 4 times, 1,600 pairs per call.
+* ``mnist 28x28``: the 450 synthetic MNIST pairs of the regression set
+  (FGS / FGV / hot-cold-like perturbations, shifts, rotations, copies, blank
+  images) repeated 4 times, 1,800 pairs per call.
 * ``random 224x224x3``: 40 random uint8 images and copies with +-8 noise, the
   224 x 224 x 3 workload of ``benchmarks/bench_generation.py``.
 * ``digits 224x224x3``: the 24 colour pairs of the regression set (three
@@ -35,12 +37,12 @@ from types import ModuleType
 
 import numpy as np
 
+from hotcold.data.mnist import load_mnist
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-from tests.core.test_pass_regression import regression_pairs  # noqa: E402
-
-from hotcold.data.mnist import load_mnist  # noqa: E402
+# The workloads are the PASS regression set's pairs (tests/core/test_pass_regression.py).
+from tests.core.test_pass_regression import regression_pairs
 
 
 def load_module(path: str | None) -> ModuleType:
@@ -58,6 +60,7 @@ def load_module(path: str | None) -> ModuleType:
 
 def workloads(mnist_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     pairs = regression_pairs(load_mnist(mnist_dir).test_images)
+    lenet_advs, lenet_xs, _ = pairs["lenet"]
     advs, xs, _ = pairs["mnist"]
     rng = np.random.default_rng(0)
     big = rng.integers(0, 256, size=(40, 224, 224, 3)).astype(np.uint8)
@@ -65,6 +68,7 @@ def workloads(mnist_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]
     noisy = np.clip(big.astype(int) + noise, 0, 255).astype(np.uint8)
     colour_advs, colour_xs, _ = pairs["color"]
     return {
+        "lenet 28x28": (np.concatenate([lenet_advs] * 4), np.concatenate([lenet_xs] * 4)),
         "mnist 28x28": (np.concatenate([advs] * 4), np.concatenate([xs] * 4)),
         "random 224x224x3": (noisy, big),
         "digits 224x224x3": (np.concatenate([colour_advs] * 2), np.concatenate([colour_xs] * 2)),

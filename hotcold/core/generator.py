@@ -65,7 +65,8 @@ def generate_batches(
     keep_rejected:
         Also yield images that fail ``tau`` (with ``accepted`` False).
     pass_workers:
-        Threads for PASS (default: all cores).
+        Workers for PASS (default: all cores; processes for small images, threads for large ones, see
+        :func:`~hotcold.core.pass_measure.pass_scores`).
     progress:
         Show a progress bar over the originals.
     net_name:

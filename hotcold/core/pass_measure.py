@@ -48,7 +48,7 @@ measurements on real MNIST: docs/pass.md.
 
 Images are single arrays H x W or H x W x 3 (channels last), uint8 or float
 with values in [0, 255]; batches (:func:`pass_scores`, vectorised and spread
-over worker processes) add a leading N axis. Scores depend only on the pair:
+over worker processes or threads) add a leading N axis. Scores depend only on the pair:
 :func:`pass_scores` gives, bit for bit, what :func:`pass_score` gives for each
 pair, whatever the batch and the number of workers.
 """
@@ -56,9 +56,11 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import sys
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -132,10 +134,15 @@ _WIN_SIZE = 11
 _K1 = 0.01
 _K2 = 0.03
 # pass_scores cuts batches into chunks of at most about this many pixel values (a chunk holds several
-# float64 copies of its images: 7 pairs of 224 x 224 x 3, 1,300 MNIST pairs), and uses worker processes
-# from this many pixels on (H x W x N): a pool takes some 15 ms to start, the time of 30 MNIST pairs.
+# float64 copies of its images: 7 pairs of 224 x 224 x 3, 1,300 MNIST pairs), and uses a pool of workers
+# from this many pixels on (H x W x N): a process pool takes some 15 ms to start, the time of 30 MNIST pairs.
 _CHUNK_VALUES = 1 << 20
 _POOL_PIXELS = 1 << 18
+# Images of at least this many pixels go to a thread pool instead: their NumPy and OpenCV calls are long
+# enough to run in parallel, and processes would copy them (224 x 224 x 3 pairs: 2 threads about 150
+# pairs/s, 2 processes about 105; 28 x 28: 2 threads no faster than one, 2 processes 1.7x;
+# docs/performance.md).
+_THREAD_PIXELS = 1 << 12
 # _mean_ssim filters and combines pairs in blocks of about this many pixels (memory, cache).
 _SSIM_BLOCK_PIXELS = 1 << 16
 # ITU-R BT.601 luma weights for R, G, B.
@@ -588,6 +595,23 @@ class _Grid:
         corners = np.array([[0, width - 1, 0, width - 1], [0, 0, height - 1, height - 1]], dtype=np.float64)
         return cls(height, width, cols, rows, monomials, corners)
 
+    def moments(self, products: np.ndarray) -> np.ndarray:
+        """Sums of M x K x (H W) pixel products times X^2, XY, Y^2, X, Y, 1: M x K x 6, float64.
+
+        One BLAS product per pair and strip of rows, each small enough
+        (``_BLAS_PIXELS``) that OpenBLAS runs it on the calling thread: its
+        own threads only slowed these products down (by a tenth on 224 x 224
+        images). The strips depend on the image size only, so each pair's sums
+        depend on its own data only.
+        """
+        rows = max(1, _BLAS_PIXELS // self.width)
+        total = None
+        for top in range(0, self.height, rows):
+            pixels = slice(top * self.width, min(top + rows, self.height) * self.width)
+            strip = np.matmul(products[:, :, pixels], self.monomials[pixels]).astype(np.float64)
+            total = strip if total is None else total + strip
+        return total
+
     def corner_positions(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where N sets of 8 warp parameters send the image corners: (x, y), each N x 4."""
         p = params.astype(np.float64)[:, :, None]
@@ -615,6 +639,9 @@ _PROJECTION_COL = np.array([3, 4, 5, 3, 4, 5, 3, 4])  # X, Y, 1 as single monomi
 _BLOCK_PIXELS = 1 << 16
 # From this many pixels per image on, one cv2.remap per pair samples faster than np.take over a block.
 _REMAP_PIXELS = 1 << 12
+# OpenBLAS computes a product of fewer than 2^18 multiply-adds on the calling thread (12 x 6 x 3,640
+# pixels); _Grid.moments keeps to that.
+_BLAS_PIXELS = 3584
 
 
 class _Sampler:
@@ -772,8 +799,7 @@ def _ecc_step(
     for k, s in enumerate((a, b, c)):
         np.multiply(s, image_zm, out=products[:, 6 + k])
         np.multiply(s, template_zm, out=products[:, 9 + k])
-    # One (12 x HW) @ (HW x 6) product per pair: each pair's sums depend on its own data only.
-    moments = np.matmul(products, grid.monomials).astype(np.float64)
+    moments = grid.moments(products)
     hessian = moments[:, _HESSIAN_ROW, _HESSIAN_COL]
     image_proj = moments[:, 6 + _SOURCE, _PROJECTION_COL]
     template_proj = moments[:, 9 + _SOURCE, _PROJECTION_COL]
@@ -1136,7 +1162,7 @@ def pass_scores(
     pyramid_levels: int = DEFAULT_PYRAMID_LEVELS,
     interpolation: str = DEFAULT_INTERPOLATION,
 ) -> PassBatch:
-    """PASS (Eq. 4) of many pairs, vectorised over the batch and spread over worker processes.
+    """PASS (Eq. 4) of many pairs, vectorised over the batch and spread over workers.
 
     Each pair's score is exactly (bit for bit) what :func:`pass_score` gives
     for it, whatever the batch and ``workers``: ECC and SSIM run on whole
@@ -1145,16 +1171,19 @@ def pass_scores(
 
     Batches of at least 2^18 pixels (N x H x W; about 330 MNIST pairs) are cut
     into ``workers`` chunks (a multiple of ``workers`` where the images are
-    large) for a ``concurrent.futures.ProcessPoolExecutor``: the work is many
-    short NumPy calls, and threads would queue for the GIL between them (two
-    threads ran no faster than one). The pool starts its workers from
+    large) and spread over a ``concurrent.futures`` pool. Images smaller than
+    64 x 64 pixels go to worker processes: their work is many short NumPy
+    calls, and threads would queue for the GIL between them (two threads ran
+    no faster than one on MNIST). The process pool starts its workers from
     multiprocessing's fork server, preloading this module (about 15 ms per
-    call; the server itself starts once per process, about 0.2 s), or spawns
-    them where there is no fork server; either way, like any multiprocessing
-    pool, a script that calls ``pass_scores`` at import time needs the usual
-    ``if __name__ == "__main__":`` guard. Smaller batches, ``workers=1`` and
-    daemonic processes (which cannot have children, e.g. Dask workers) compute
-    in the calling process.
+    call; the server itself starts once per Python process, about 0.2 s), or
+    spawns them where there is no fork server. A worker process imports the
+    caller's main script again, so a script without the usual
+    ``if __name__ == "__main__":`` guard gets threads instead (same scores,
+    slower). Larger images go to
+    threads, whose NumPy and OpenCV calls on whole images release the GIL for
+    long enough. Smaller batches, ``workers=1`` and daemonic processes (which
+    cannot have children, e.g. Dask workers) compute in the calling process.
 
     Parameters
     ----------
@@ -1164,8 +1193,8 @@ def pass_scores(
         The originals: the same shape as ``x_advs``, or one image of shape
         ``x_advs.shape[1:]`` compared with every ``x_advs[i]``.
     workers : int or None
-        Worker processes; None uses ``os.cpu_count()``, 1 computes in the
-        calling process.
+        Worker processes (threads for images of 64 x 64 pixels or more); None
+        uses ``os.cpu_count()``, 1 computes in the calling process.
     max_iterations, epsilon, warp_tolerance, gauss_filt_size, pyramid_levels, interpolation
         ECC settings, see :func:`align`.
 
@@ -1203,7 +1232,11 @@ def pass_scores(
     if workers == 1:
         results = [_chunk_scores(advs, originals, settings) for advs, originals in pieces]
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, chunks), mp_context=_pool_context()) as pool:
+        if x_advs.shape[1] * x_advs.shape[2] >= _THREAD_PIXELS or not _main_is_guarded():
+            pool = ThreadPoolExecutor(max_workers=min(workers, chunks))
+        else:
+            pool = ProcessPoolExecutor(max_workers=min(workers, chunks), mp_context=_pool_context())
+        with pool:
             results = list(pool.map(_chunk_scores, *zip(*pieces), itertools.repeat(settings)))
     return PassBatch(
         scores=np.concatenate([scores for scores, _ in results] + [np.zeros(0)]),
@@ -1215,6 +1248,19 @@ def _chunk_scores(x_advs: np.ndarray, xs: np.ndarray, settings: _EccSettings) ->
     """Scores and convergence flags of a chunk: the task of a pass_scores worker."""
     alignment, scores = _pass_chunk(x_advs, xs, settings)
     return scores, alignment.converged
+
+
+def _main_is_guarded() -> bool:
+    """Whether worker processes may import the main module: run with -c, -m or interactively, or a script
+    that guards its work with ``if __name__ == "__main__":`` (it would otherwise run again in each worker)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        return True
+    try:
+        return "__main__" in Path(path).read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
