@@ -35,6 +35,6 @@ setup(
         "scikit-image>=0.19",
         "six>=1.16",
     ],
-    extras_require={"test": ["pytest>=7", "wheel>=0.38"]},
+    extras_require={"test": ["pytest>=7", "wheel>=0.38", "scikit-image>=0.21"]},
     entry_points={"console_scripts": ["hotcold = hotcold.cli:main"]},
 )

@@ -117,6 +117,18 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_imagenet(args: argparse.Namespace) -> int:
+    from hotcold.data.imagenet import convert_imagenet
+
+    done = convert_imagenet(args.out, train=args.train, val=args.val, val_labels=args.val_labels,
+                            synsets=args.synsets, size=args.size, shorter_side=args.shorter_side, seed=args.seed,
+                            threads=args.threads, progress=not args.quiet)
+    for split, result in done.items():
+        note = f"; {len(result.skipped)} files skipped, listed in {result.lmdb}_skipped.tsv" if result.skipped else ""
+        print(f"{split}: {result.images} images in {result.lmdb}{note}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from hotcold.pipeline.runner import run_experiment
 
@@ -228,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--source", help="folder with the 4 IDX .gz files (default: $HOTCOLD_MNIST_DIR or download)")
     m.add_argument("--out", default="runs/data/mnist", help="output folder for the LMDBs")
     m.set_defaults(func=_cmd_data)
+    m = data_sub.add_parser("imagenet", help="ImageNet (or class folders of photos) to Datum LMDBs, as convert_imageset")
+    m.add_argument("--train", help="training folder: one sub-folder per class (n01440764/...)")
+    m.add_argument("--val", help="validation folder: class sub-folders, or flat with --val-labels")
+    m.add_argument("--val-labels", help="'<file> <label>' lines for a flat --val folder (Caffe's val.txt)")
+    m.add_argument("--synsets", help="class names in label order, one per line (default: sorted sub-folders)")
+    m.add_argument("--size", type=_count, default=256, help="records are SIZE x SIZE (Caffe's recipe: 256)")
+    m.add_argument("--shorter-side", action="store_true",
+                   help="resize the shorter side to --size and center-crop, instead of warping")
+    m.add_argument("--seed", type=int, default=0, help="shuffle seed of the training LMDB")
+    m.add_argument("--threads", type=_count, default=os.cpu_count() or 1, help="decoding threads")
+    m.add_argument("--out", default="runs/data/imagenet", help="output folder for the LMDBs")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
+    m.set_defaults(func=_cmd_data_imagenet)
 
     p = sub.add_parser("run", help="run an experiment YAML (stages resume when re-run)")
     p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1) or a YAML path")

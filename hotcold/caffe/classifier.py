@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hotcold._guard import file_digest
+from hotcold._guard import array_digest, file_digest
+from hotcold.caffe.mean import MeanSource, resolve_mean
 from hotcold.caffe.prototxt import DeployNet, check_weights, load_deploy
 from hotcold.caffe.runtime import check_device, import_caffe, set_device
 from hotcold.core.classifier import Diff
@@ -50,8 +51,10 @@ class CaffeClassifier:
     input_scale:
         Factor applied after mean subtraction (LeNet: 1/256 = 0.00390625).
     mean:
-        Scalar or per-channel mean in pixel units, in the *network's* channel
-        order, subtracted before scaling. ``None`` for no mean.
+        Subtracted before scaling, in pixel units and the *network's* channel
+        order: a scalar, per-channel values, a ``C x H x W`` mean image, or the
+        path of a ``.binaryproto`` / ``.npy`` mean image (center-cropped when
+        larger than the input; :mod:`hotcold.caffe.mean`). ``None`` for no mean.
     channel_swap:
         Permutation from the caller's channel order to the network's
         (``(2, 1, 0)`` for RGB images into a BGR-trained net).
@@ -70,7 +73,7 @@ class CaffeClassifier:
         *,
         logits_blob: str,
         input_scale: float = 1.0,
-        mean: float | Sequence[float] | None = None,
+        mean: MeanSource = None,
         channel_swap: Sequence[int] | None = None,
         batch_size: int = 256,
         device: str = "cpu",
@@ -87,7 +90,7 @@ class CaffeClassifier:
         self.image_shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
         self.channels = channels
         self.input_scale = float(input_scale)
-        self.mean = self._check_mean(mean, channels)
+        self.mean = resolve_mean(mean, channels, height, width)
         self.channel_swap = self._check_swap(channel_swap, channels)
         self.batch_size = int(batch_size)
         self.weights = Path(weights)
@@ -113,19 +116,10 @@ class CaffeClassifier:
         """What identifies this network's function: hashes of its files and the input mapping."""
         return {"deploy": file_digest(self.deploy.path), "weights": file_digest(self.weights),
                 "logits_blob": self.logits_blob, "input_scale": self.input_scale,
-                "mean": self.mean.ravel().tolist(),
+                "mean": self.mean.ravel().tolist() if self.mean.size == self.channels else array_digest(self.mean),
                 "channel_swap": None if self.channel_swap is None else self.channel_swap.tolist()}
 
     # -- validation -----------------------------------------------------------------
-    @staticmethod
-    def _check_mean(mean, channels: int) -> np.ndarray:
-        if mean is None:
-            return np.zeros((channels, 1, 1), np.float32)
-        arr = np.asarray(mean, np.float32).reshape(-1)
-        if arr.size not in (1, channels):
-            raise ValueError(f"mean must be a scalar or {channels} per-channel values, got {mean!r}")
-        return np.broadcast_to(arr, (channels,)).reshape(channels, 1, 1).copy()
-
     @staticmethod
     def _check_swap(channel_swap, channels: int) -> np.ndarray | None:
         if channel_swap is None:

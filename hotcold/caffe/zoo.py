@@ -47,7 +47,8 @@ class ModelSpec:
     logits_blob: str
     input_shape: tuple[int, ...]
     input_scale: float
-    mean: tuple[float, ...] | None
+    mean: tuple[float, ...] | Path | None
+    """Per-channel values, or a ``.binaryproto`` / ``.npy`` mean image (:mod:`hotcold.caffe.mean`)."""
     channel_swap: tuple[int, ...] | None
     num_classes: int
     weights: str
@@ -102,8 +103,24 @@ def load_model(name_or_path: str | os.PathLike) -> ModelSpec:
         logits_blob=str(raw["logits_blob"]),
         input_shape=tuple(int(d) for d in raw["input_shape"]),
         input_scale=float(raw["input_scale"]),
-        mean=None if raw["mean"] is None else tuple(float(m) for m in raw["mean"]),
+        mean=_mean(raw["mean"], resolve, path),
         channel_swap=None if raw["channel_swap"] is None else tuple(int(c) for c in raw["channel_swap"]),
         num_classes=int(raw["num_classes"]),
         weights=str(raw["weights"]),
     )
+
+
+def _mean(value, resolve, path: Path) -> tuple[float, ...] | Path | None:
+    """The YAML's ``mean``: null, a number, a list of per-channel numbers or a mean file's path."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            return resolve(value)
+        except ValueError:  # a user-supplied mean image: the classifier says where it is missing
+            return path.parent / value
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"{path}: mean must be null, a number, a list of per-channel numbers or the path of a "
+                         f".binaryproto / .npy mean image, got {value!r}")
+    return tuple(float(v) for v in values)
