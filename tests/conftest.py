@@ -80,3 +80,25 @@ def correct_test_digits(lenet, mnist):
     images, labels = mnist.test_images[:200], mnist.test_labels[:200].astype(np.int64)
     ok = lenet.classify(images) == labels
     return images[ok][:60], labels[ok][:60]
+
+
+SAMPLE_PHOTOS = {"n02123045": "chelsea", "n07920052": "coffee", "n04266014": "rocket", "n09835506": "astronaut"}
+"""Class folders (WordNet IDs as in ImageNet) -> scikit-image's sample photo of that kind (a cat, a cup of coffee,
+a rocket, a person): real photos for the ImageNet path, which cannot be downloaded here."""
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory) -> Path:
+    """An ImageNet-like training folder: 4 class sub-folders of 3 JPEG crops of a real photo each."""
+    import cv2
+    import skimage.data
+
+    root = tmp_path_factory.mktemp("photos") / "train"
+    for wnid, name in SAMPLE_PHOTOS.items():
+        photo = getattr(skimage.data, name)()
+        (root / wnid).mkdir(parents=True)
+        h, w = photo.shape[:2]
+        for j in range(3):
+            crop = photo[j * h // 10:h - j * h // 12, j * w // 9:w - j * w // 11]
+            cv2.imwrite(str(root / wnid / f"{wnid}_{j}.JPEG"), np.ascontiguousarray(crop[..., ::-1]))
+    return root

@@ -115,6 +115,9 @@ class ExecutionConfig:
 class Experiment:
     name: str
     """Run name; the default run directory is runs/<name>."""
+    kind: str = "mnist_table1"
+    """Which experiment: mnist_table1 (Sec. 5.2, this schema), imagenet_fig3 or imagenet_hp
+    (:mod:`hotcold.pipeline.imagenet_config`)."""
     model: str = "lenet"
     """A shipped model name (``lenet``) or the path of a model YAML file."""
     seed: int = 0
@@ -239,8 +242,16 @@ def find_experiment(name_or_path: str | os.PathLike) -> Path:
                      f"built-in: {', '.join(builtin_experiments())}")
 
 
-def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
+EXPERIMENT_KINDS = ("mnist_table1", "imagenet_fig3", "imagenet_hp")
+"""The values of an experiment YAML's ``kind``."""
+
+
+def load_experiment(name_or_path: str | os.PathLike):
     """Load and validate an experiment (a built-in name or a YAML path) before any work starts.
+
+    Returns an :class:`Experiment` (``kind: mnist_table1``, the default), or for
+    the ImageNet kinds a :class:`~hotcold.pipeline.imagenet_config.Fig3Experiment` /
+    :class:`~hotcold.pipeline.imagenet_config.HardPositiveExperiment`.
 
     Raises
     ------
@@ -252,8 +263,23 @@ def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
         raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
-    exp = _build(Experiment, raw, "")
-    _validate(exp)
+    kind = raw.get("kind", "mnist_table1") if isinstance(raw, dict) else "mnist_table1"
+    if kind not in EXPERIMENT_KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(EXPERIMENT_KINDS)}, got {kind!r}")
+    if kind == "mnist_table1":
+        exp = _build(Experiment, raw, "")
+        _validate(exp)
+        return exp
+    from hotcold.pipeline import imagenet_config
+
+    cls, check = {"imagenet_fig3": (imagenet_config.Fig3Experiment, imagenet_config.validate_fig3),
+                  "imagenet_hp": (imagenet_config.HardPositiveExperiment, imagenet_config.validate_hp)}[kind]
+    exp = _build(cls, raw, "")
+    check(exp)
+    try:
+        execution_settings(exp)
+    except ValueError as exc:
+        raise ValueError(f"execution: {exc}") from None
     return exp
 
 

@@ -69,8 +69,7 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
         raise ValueError(f"--max-hours must be > 0, got {max_hours}")
     version = code_version()  # the code that runs now, whatever is committed meanwhile
     run_dir = (Path(out) if out else RUNS_DIR / exp.name).absolute()
-    graph = build_units(exp, source=str(find_mnist_source(exp.data.source)),
-                        progress=progress and settings.executor == "local")
+    graph = experiment_units(exp, progress=progress and settings.executor == "local")
     if units is not None:
         graph = _select(graph, units)
     with DirectoryLock(run_dir, f"run {exp.name}"):
@@ -94,10 +93,26 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
             log(f"done in {time.time() - started:.0f} s")
         if export is not None:
             _export(run_dir, Path(export), identity)
-    table = run_dir / "report" / "table1.md"
     if "report" in results or "report" in done:
-        print(table.read_text())
+        print((run_dir / "report" / _MAIN_TABLE[exp.kind]).read_text())
     return run_dir
+
+
+_MAIN_TABLE = {"mnist_table1": "table1.md", "imagenet_fig3": "fig3.md", "imagenet_hp": "finetune.md"}
+"""The report file a finished run prints, per experiment kind."""
+
+
+def experiment_units(exp, *, progress: bool) -> list[Unit]:
+    """The experiment's graph of units, by its ``kind``."""
+    if exp.kind == "imagenet_fig3":
+        from hotcold.pipeline.imagenet import build_fig3_units
+
+        return build_fig3_units(exp, progress=progress)
+    if exp.kind == "imagenet_hp":
+        from hotcold.pipeline.imagenet import build_hp_units
+
+        return build_hp_units(exp, progress=progress)
+    return build_units(exp, source=str(find_mnist_source(exp.data.source)), progress=progress)
 
 
 def _select(graph: list[Unit], pattern: str) -> list[Unit]:
