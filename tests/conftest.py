@@ -20,6 +20,9 @@ def pytest_configure(config) -> None:
 
     Offline and without a cache, the tests that need MNIST skip and say why.
     """
+    config.addinivalue_line("markers", "imagenet: the ImageNet path on the real GoogLeNet / ResNet-152 "
+                                       "architectures at reduced width (slower; part of every run, deselect with "
+                                       "-m 'not imagenet')")
     if os.environ.get("HOTCOLD_MNIST_DIR"):
         return
     from hotcold.data.mnist import MnistDownloadError, find_mnist_source

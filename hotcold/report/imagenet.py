@@ -78,7 +78,7 @@ def plot_fig3(original: dict[str, np.ndarray], cells: Sequence[Fig3Cell], method
     return _save_figure(fig, path)
 
 
-FIG3_COLUMNS = ("photo", "net", "method", "label", "predicted", "hot_class", "pass_score", "l2_per_pixel", "linf",
+FIG3_COLUMNS = ("photo", "source_index", "net", "method", "label", "predicted", "hot_class", "pass_score", "l2_per_pixel", "linf",
                 "eps", "accepted")
 
 
