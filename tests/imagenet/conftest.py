@@ -40,9 +40,12 @@ def _stand_in(root: Path, arch: str, width: float, seed: int) -> Path:
     for name, layer in zip(net._layer_names, net.layers):
         if layer.type == "BatchNorm":  # moving averages of a net that has seen data: mean 0, variance 1
             layer.blobs[0].data[...], layer.blobs[1].data[...], layer.blobs[2].data[...] = 0, 1, 1
+        if layer.type in ("Convolution", "InnerProduct") and len(layer.blobs) > 1:
+            layer.blobs[1].data[...] = 0  # BVLC's 0.2 bias fill would swamp random features: keep them input-driven
         if layer.type == "Scale" and name.endswith("branch2c"):
             layer.blobs[0].data[...] = 0.1  # small residual branches keep 50 random blocks from exploding
-    net.save(str(root / "weights.caffemodel"))
+    _unit_variance(net, caffe)
+    _save_with_training_layers(net, root, caffe)
     mean: list | str = [104.0, 117.0, 123.0]
     if arch == "resnet152":  # a per-pixel mean image, as the release's ResNet_mean.binaryproto
         image = np.broadcast_to(np.array([104.0, 117.0, 123.0])[:, None, None], (3, 224, 224))
@@ -58,6 +61,51 @@ def _stand_in(root: Path, arch: str, width: float, seed: int) -> Path:
     path = root / "model.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def _unit_variance(net, caffe) -> None:
+    """Scale every convolution / inner product so that its output has unit variance on the sample photos
+    (LSUV-style), so that random deep features follow the input rather than fading to a constant."""
+    import cv2
+    import skimage.data
+
+    photos = [cv2.resize(getattr(skimage.data, n)(), (224, 224)) for n in ("chelsea", "coffee", "rocket", "astronaut")]
+    x = np.stack(photos)[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32) - np.array([104, 117, 123])[:, None, None]
+    net.blobs["data"].reshape(*x.shape)
+    net.blobs["data"].data[...] = x
+    for name, layer in zip(net._layer_names, net.layers):
+        if layer.type not in ("Convolution", "InnerProduct"):
+            continue
+        top = net.top_names[name][0]
+        net.forward(end=name)
+        std = float(net.blobs[top].data.std())
+        if std > 0:
+            layer.blobs[0].data[...] /= std
+
+
+def _save_with_training_layers(deploy, root: Path, caffe) -> None:
+    """Save ``deploy``'s weights plus randomly initialised training-only layers (GoogLeNet's auxiliary
+    classifiers), as the Model Zoo's caffemodels, which were saved from the training net, hold them."""
+    from hotcold.caffe.runtime import caffe_pb2
+
+    pb2 = caffe_pb2()
+    net = text_format.Parse((root / "train_val.prototxt").read_text(), pb2.NetParameter())
+    layers = [layer for layer in net.layer if not any(r.phase == pb2.TEST for r in layer.include)]
+    data = layers[0]
+    assert data.type == "Data"
+    data.Clear()
+    data.name, data.type = "data", "Input"
+    data.top.extend(["data", "label"])
+    data.input_param.shape.add().dim.extend([1, 3, 224, 224])
+    data.input_param.shape.add().dim.extend([1])
+    del net.layer[:]
+    net.layer.extend(layers)
+    (root / "train_input.prototxt").write_text(text_format.MessageToString(net))
+    full = caffe.Net(str(root / "train_input.prototxt"), caffe.TRAIN)
+    for name, blobs in deploy.params.items():  # every layer's blobs, BatchNorm statistics included
+        for mine, theirs in zip(full.params[name], blobs):
+            mine.data[...] = theirs.data
+    full.save(str(root / "weights.caffemodel"))
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,10 @@ def test_fig3_on_both_architectures(googlenet_stand_in, resnet_stand_in, photo_f
     crops = np.load(run / "images" / "photos.npy")[:, 16:240, 16:240]
     for net, model_yaml in (("GoogLeNet", googlenet_stand_in), ("ResNet-152", resnet_stand_in)):
         images = np.load(run / "generate" / net / "images.npy")
-        records = [r for r in rows if r["net"] == net]
+        records = list(csv.DictReader((run / "generate" / net / "metadata.csv").open()))  # images.npy's order
         assert len(images) == len(records) > 0
+        assert sorted((r["source_index"], r["method"]) for r in records) == \
+            sorted((r["source_index"], r["method"]) for r in rows if r["net"] == net)
         clf = load_model(model_yaml).classifier(model_yaml.parent / "weights.caffemodel")
         labels = json.loads((run / "generate" / net / "labels.json").read_text())
         sources = [int(r["source_index"]) for r in records]
@@ -48,7 +50,7 @@ def test_fig3_on_both_architectures(googlenet_stand_in, resnet_stand_in, photo_f
         metrics = perturbation_metrics(images, crops[sources])
         np.testing.assert_allclose(metrics.l2_per_pixel, [float(r["l2_per_pixel"]) for r in records], rtol=1e-5)
         np.testing.assert_allclose(metrics.linf, [float(r["linf"]) for r in records])
-        assert all((r["accepted"] == "True") == (float(r["pass_score"]) >= 0.99) for r in records)
+        assert all((r["accepted"] == "1") == (float(r["pass_score"]) >= 0.99) for r in records)
 
     again = run_experiment(experiment, out=tmp_path / "run", progress=False)
     assert (again / "report" / "fig3.csv").read_text() == (run / "report" / "fig3.csv").read_text()
