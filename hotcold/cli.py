@@ -38,6 +38,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from hotcold.core.methods import parse_methods
     from hotcold.core.search import SearchSettings
     from hotcold.data.image_sets import load_image_set
+    from hotcold.data.imagenet import crop_to_input
     from hotcold.pipeline.generation import generate_to_lmdb
 
     model = load_model(args.model)
@@ -46,6 +47,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValueError(f"--methods: {exc}") from None
     images, labels = load_image_set(args.images, labels=args.labels, channels=model.input_shape[0])
+    cropped = crop_to_input(images, *model.input_shape[1:])
+    if cropped.shape != images.shape:
+        print(f"hotcold generate: {args.images}: {images.shape[1]} x {images.shape[2]} images, using their center "
+              f"{cropped.shape[1]} x {cropped.shape[2]} crops", file=sys.stderr)
+    images = cropped
     if args.limit is not None:
         if args.limit > len(images):
             print(f"hotcold generate: warning: --limit {args.limit} is more than the {len(images)} images of "

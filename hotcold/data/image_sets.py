@@ -16,7 +16,9 @@ def load_image_set(path: str | os.PathLike, *, labels: str | os.PathLike | None 
     """Images (uint8 ``N x H x W[ x 3]``) and integer labels from ``path``.
 
     * an IDX image file (``.idx3-ubyte`` or ``.gz``) with ``labels`` its IDX label file;
-    * a Datum LMDB directory (labels from the records);
+    * a Datum LMDB directory (labels from the records); colour records are Caffe's
+      BGR (``convert_imageset``, ``hotcold data imagenet``, ``hotcold generate``)
+      and come back RGB;
     * a folder with one sub-folder per integer label (``7/img001.png``); colour
       images are read as RGB when ``channels`` is 3, else as gray.
     """
@@ -25,6 +27,8 @@ def load_image_set(path: str | os.PathLike, *, labels: str | os.PathLike | None 
         from hotcold.caffe.lmdb_io import read_datum_lmdb
 
         arrays = read_datum_lmdb(p)
+        if arrays.images.ndim == 4 and arrays.images.shape[3] == 3:  # Caffe's BGR records: RGB, as photos
+            return np.ascontiguousarray(arrays.images[..., ::-1]), arrays.labels
         return arrays.images, arrays.labels
     if p.is_file():
         from hotcold.data.mnist import read_idx

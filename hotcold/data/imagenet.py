@@ -139,6 +139,16 @@ def center_crop(images: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(images[:, top:top + size, left:left + size])
 
 
+def crop_to_input(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Images larger than a net's ``height x width`` input, center-cropped to it (the crop of Caffe's ImageNet
+    deploy nets); images that fit, or that no center crop can fit, as they are (the classifier names those)."""
+    h, w = images.shape[1:3]
+    if (h, w) == (height, width) or h < height or w < width:
+        return images
+    top, left = (h - height) // 2, (w - width) // 2
+    return np.ascontiguousarray(images[:, top:top + height, left:left + width])
+
+
 def convert_image_folder(root: str | os.PathLike, out_lmdb: str | os.PathLike, *, classes: Sequence[str],
                          labels: Sequence[tuple[str, int]] | None = None, size: int = 256,
                          shorter_side: bool = False, shuffle: bool = True, seed: int = 0, threads: int = 2,

@@ -6,7 +6,8 @@ metadata rows are written to ``meta/chunk_NNNNNN.csv`` atomically; a chunk is
 done when its metadata file exists. A run killed at any point resumes at the
 first chunk without a metadata file; if that chunk's images already reached
 the LMDB (killed between the two writes), they are not written again. Keys are
-``<net>_<source index>_<method>``, so nothing is stored twice.
+``<net>_<source index>_<method>``, so nothing is stored twice. Colour images are
+stored in Caffe's BGR order (:func:`caffe_channel_order`).
 
 The directory protects itself (:mod:`hotcold._guard`): one writer at a time,
 and a re-run resumes only when the methods, settings, images, network and
@@ -125,6 +126,13 @@ def generate_to_lmdb(
                            stop_after_chunks=stop_after_chunks)
 
 
+def caffe_channel_order(images: np.ndarray) -> np.ndarray:
+    """Colour images (``N x H x W x 3``, RGB as hotcold's classifiers take them) in Caffe's BGR, the order
+    of every colour Datum LMDB hotcold writes, so that Caffe's Data layer trains on them as on
+    ``convert_imageset``'s; gray images as they are. Its own inverse."""
+    return np.ascontiguousarray(images[..., ::-1]) if images.ndim == 4 and images.shape[3] == 3 else images
+
+
 def _network_identity(classifier: Classifier) -> dict:
     """What identifies the network: its ``fingerprint()`` (file hashes) where it has one."""
     fingerprint = getattr(classifier, "fingerprint", None)
@@ -166,7 +174,8 @@ def _run_chunks(classifier, images, labels, indices, methods, out: Path, *, net_
             batch = GeneratedBatch.concat(parts)
             fresh = np.array([k not in db for k in batch.key.tolist()], bool)
             if fresh.any():
-                db.append(batch.images[fresh], batch.label[fresh].tolist(), batch.key[fresh].tolist())
+                db.append(caffe_channel_order(batch.images[fresh]), batch.label[fresh].tolist(),
+                          batch.key[fresh].tolist())
             atomic_write(meta_path, records_csv(batch))
             run += 1
         stored = len(db)
@@ -211,7 +220,7 @@ def image_set_unit(run: Path, inputs: dict, *, model: str, weights: str, deploy:
 
     spec = load_model(model)
     stat = Path(images).stat()
-    x, y = _image_set(images, labels, spec.input_shape[0], stat.st_mtime_ns)
+    x, y = _image_set(images, labels, spec.input_shape, stat.st_mtime_ns)
     classifier = spec.classifier(weights, deploy_prototxt=deploy, device=device)
     summary = generate_to_lmdb(classifier, x[start:stop], y[start:stop], methods, run / out, net_name=net_name,
                                tau=tau, settings=SearchSettings.capped(max_eps), chunk_size=chunk_size,
@@ -221,10 +230,14 @@ def image_set_unit(run: Path, inputs: dict, *, model: str, weights: str, deploy:
 
 
 @functools.lru_cache(maxsize=1)
-def _image_set(images: str, labels: str | None, channels: int, mtime: int) -> tuple[np.ndarray, np.ndarray]:
+def _image_set(images: str, labels: str | None, input_shape: tuple[int, ...],
+               mtime: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image set as ``hotcold generate`` reads it: larger images center-cropped to the net's input."""
     from hotcold.data.image_sets import load_image_set
+    from hotcold.data.imagenet import crop_to_input
 
-    return load_image_set(images, labels=labels, channels=channels)
+    x, y = load_image_set(images, labels=labels, channels=input_shape[0])
+    return crop_to_input(x, *input_shape[1:]), y
 
 
 def image_set_units(*, model: str, weights: str, deploy: str | None, images: str, labels: str | None, count: int,

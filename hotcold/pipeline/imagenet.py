@@ -15,14 +15,13 @@
 | ``data`` | ImageNet folders as Datum LMDBs (BGR, 256 x 256; :mod:`hotcold.data.imagenet`) | ``data/`` |
 | ``select`` | the first ``per_class`` correctly classified training images per class, center crops | ``select/`` |
 | ``generate/shard<k>``, ``generate`` | hot/cold hard positives with PASS >= tau, merged | ``generate/`` |
-| ``mix`` | training center crops + the first ``target`` hard positives, shuffled, in BGR | ``finetune/train.lmdb`` |
+| ``mix`` | training center crops + the first ``target`` hard positives, shuffled | ``finetune/train.lmdb`` |
 | ``finetune`` | the base net fine-tuned (batch 80, center crops) | ``finetune/net/`` |
 | ``evaluate/base``, ``evaluate/finetuned`` | top-1 / top-5 error on validation center crops | (manifests) |
 | ``report`` | ``finetune.md`` / ``finetune.csv`` beside the paper's numbers | ``report/`` |
 
-Channel order: LMDBs that Caffe reads (``data/``, ``finetune/train.lmdb``)
-hold BGR records, as ``convert_imageset`` writes them; the in-between LMDBs of
-``select`` and ``generate`` hold RGB, the order hotcold's classifiers take
+Channel order: every LMDB holds Caffe's BGR records, as ``convert_imageset``
+writes them; arrays in memory are RGB, the order hotcold's classifiers take
 (``channel_swap`` in the model YAML turns it into the net's BGR).
 """
 from __future__ import annotations
@@ -48,7 +47,7 @@ from hotcold.core.search import SearchSettings
 from hotcold.data.image_sets import read_image
 from hotcold.data.imagenet import center_crop, convert_imagenet, read_center_crops, read_label_file, resize_image
 from hotcold.data.records import read_records, records_csv
-from hotcold.pipeline.generation import generate_to_lmdb, merge_unit
+from hotcold.pipeline.generation import caffe_channel_order, generate_to_lmdb, merge_unit
 from hotcold.pipeline.imagenet_config import (Fig3Experiment, HardPositiveExperiment, fig3_images,
                                               imagenet_folders)
 from hotcold.pipeline.table1 import classifier_for
@@ -218,8 +217,7 @@ def build_hp_units(exp: HardPositiveExperiment, *, progress: bool) -> list[Unit]
     f = exp.finetune
     units.append(Unit("mix", mix_unit, {"target": g.target, "mix_originals": f.mix_originals, "seed": f.seed,
                                         "crop": model.input_shape[1]},
-                      needs=("data", "generate"), owns=("finetune/train.lmdb", "finetune/crops.lmdb",
-                                                        "finetune/hard_positives.lmdb")))
+                      needs=("data", "generate"), owns=("finetune/train.lmdb", "finetune/crops.lmdb")))
     units.append(Unit("finetune", hp_finetune_unit, {
         **base, "iterations": f.iterations, "batch_size": f.batch_size, "mirror": f.mirror, "seed": f.seed,
         "snapshot_every": f.snapshot_every}, needs=("data", "mix"), owns=("finetune/net",),
@@ -244,7 +242,7 @@ def hp_data_unit(run: Path, inputs: dict, *, size: int, shorter_side: bool, trai
 def select_unit(run: Path, inputs: dict, *, model: str, weights_digest: str, per_class: int, num_classes: int,
                 weights: str, device: str = "cpu", progress: bool = False) -> dict:
     """The first ``per_class`` training images per class that the base net classifies correctly (Sec. 5.3:
-    "15 correctly classified images per class"), as RGB center crops in ``select/originals.lmdb``."""
+    "15 correctly classified images per class"), as center crops in ``select/originals.lmdb``."""
     clf = classifier_for(model, Path(weights), device)
     crop = clf.image_shape[0]
     taken = np.zeros(num_classes, np.int64)
@@ -263,7 +261,7 @@ def select_unit(run: Path, inputs: dict, *, model: str, weights_digest: str, per
                     taken[labels[j]] += 1
                     keep.append(j)
             if keep:
-                out.append(images[keep], labels[keep], [keys[j] for j in keep])
+                out.append(caffe_channel_order(images[keep]), labels[keep], [keys[j] for j in keep])
             if (taken >= per_class).all():
                 break
         selected = len(out)
@@ -281,7 +279,7 @@ def hp_generate_unit(run: Path, inputs: dict, *, model: str, weights_digest: str
     for batch in iter_datum_lmdb(run / inputs["select"]["originals_lmdb"], batch_size=100):
         lo, hi = max(start - seen, 0), min(stop - seen, len(batch.keys))
         if lo < hi:
-            images.append(batch.images[lo:hi])
+            images.append(caffe_channel_order(batch.images[lo:hi]))
             labels.append(batch.labels[lo:hi])
         seen += len(batch.keys)
         if seen >= stop:
@@ -297,35 +295,23 @@ def hp_generate_unit(run: Path, inputs: dict, *, model: str, weights_digest: str
 
 def mix_unit(run: Path, inputs: dict, *, target: int | None, mix_originals: bool, seed: int, crop: int) -> dict:
     """The fine-tuning set: the first ``target`` hard positives (in source order) and, with
-    ``mix_originals``, the training set's center crops, shuffled; BGR records for Caffe's Data layer."""
+    ``mix_originals``, the training set's center crops, shuffled, for Caffe's Data layer."""
     folder = run / "finetune"
     records = read_records(run / inputs["generate"]["metadata"])
     keys = records.key[records.accepted].tolist()[:target]
-    hp = folder / "hard_positives.lmdb"
-    _bgr_copy(run / inputs["generate"]["lmdb"], hp, keys=set(keys))
-    sources = [hp]
+    sources, select = [run / inputs["generate"]["lmdb"]], [keys]
     if mix_originals:
         crops = folder / "crops.lmdb"
-        _bgr_crops(run / inputs["data"]["train_lmdb"], crops, crop)
+        _center_crops(run / inputs["data"]["train_lmdb"], crops, crop)
         sources.append(crops)
-    mixed = folder / "train.lmdb"
-    total = write_shuffled_mix(mixed, sources, seed=seed, overwrite=True)
+        select.append(None)
+    total = write_shuffled_mix(folder / "train.lmdb", sources, seed=seed, select=select, overwrite=True)
     return {"train_lmdb": "finetune/train.lmdb", "hard_positives": len(keys), "images": total,
             "short_of_target": None if target is None else max(0, target - len(keys))}
 
 
-def _bgr_copy(src: Path, dst: Path, *, keys: set[str]) -> None:
-    """The records of ``src`` whose keys are in ``keys``, RGB to BGR, into ``dst`` (resumable by key)."""
-    with DatumLmdbAppender(dst) as out:
-        for batch in iter_datum_lmdb(src, batch_size=500):
-            rows = [j for j, k in enumerate(batch.keys) if k in keys and k not in out]
-            if rows:
-                out.append(np.ascontiguousarray(batch.images[rows][..., ::-1]), batch.labels[rows],
-                           [batch.keys[j] for j in rows])
-
-
-def _bgr_crops(src: Path, dst: Path, crop: int) -> None:
-    """Center crops of a BGR LMDB's records into ``dst``, same keys (resumable by key)."""
+def _center_crops(src: Path, dst: Path, crop: int) -> None:
+    """Center crops of an LMDB's records into ``dst``, same keys and channel order (resumable by key)."""
     with DatumLmdbAppender(dst) as out:
         for batch in iter_datum_lmdb(src, batch_size=500):
             rows = [j for j, k in enumerate(batch.keys) if k not in out]

@@ -38,7 +38,7 @@ def test_hard_positive_fine_tune(hp_config, googlenet_stand_in, tmp_path):
     clf = load_model(googlenet_stand_in).classifier(googlenet_stand_in.parent / "weights.caffemodel")
     selected = read_datum_lmdb(run / "select" / "originals.lmdb")
     assert len(selected.keys) == units("select")["selected"] > 0
-    assert (clf.classify(selected.images) == selected.labels).all()
+    assert (clf.classify(np.ascontiguousarray(selected.images[..., ::-1])) == selected.labels).all()  # BGR records
     assert np.bincount(selected.labels, minlength=4).max() <= 2
     train = read_datum_lmdb(run / "data" / "train_lmdb")
     order = [train.keys.index(k) for k in selected.keys]
@@ -57,10 +57,15 @@ def test_hard_positive_fine_tune(hp_config, googlenet_stand_in, tmp_path):
     assert mixed.images.shape[1:] == (224, 224, 3)
     crops = center_crop(train.images, 224)
     as_bytes = {im.tobytes() for im in mixed.images}
-    assert all(c.tobytes() in as_bytes for c in crops)  # BGR center crops, as Caffe's Data layer reads them
+    assert all(c.tobytes() in as_bytes for c in crops)  # BGR center crops, as convert_imageset stores them
     generated = read_datum_lmdb(run / "generate" / "images.lmdb")
     chosen = [i for i, k in enumerate(generated.keys) if k in set(records.key[records.accepted][:5].tolist())]
-    assert all(np.ascontiguousarray(generated.images[i][..., ::-1]).tobytes() in as_bytes for i in chosen)
+    assert len(chosen) == mix["hard_positives"]
+    assert all(generated.images[i].tobytes() in as_bytes for i in chosen)
+    # the generated records are BGR: the net classifies them, swapped back to RGB, as recorded
+    predicted = dict(zip(records.key.tolist(), records.predicted.tolist()))
+    rgb = np.ascontiguousarray(generated.images[..., ::-1])
+    assert clf.classify(rgb).tolist() == [predicted[k] for k in generated.keys]
 
     # fine-tune, evaluate, report
     assert (run / units("finetune")["weights"]).is_file()
