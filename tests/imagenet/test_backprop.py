@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 
 from hotcold.caffe.zoo import load_model
-
+from hotcold.data.image_sets import read_image
+from hotcold.data.imagenet import resize_image
 
 
 @pytest.mark.parametrize("fixture, logits, below", [("googlenet_stand_in", "loss3/classifier", "pool5/7x7_s1"),
                                                     ("resnet_stand_in", "fc1000", "pool5")])
 def test_backprop_from_the_pooled_features_matches_the_logits(fixture, logits, below, request, photo_folder):
-    from hotcold.data.image_sets import read_image
-    from hotcold.data.imagenet import resize_image
-
     model_yaml = request.getfixturevalue(fixture)
     clf = load_model(model_yaml).classifier(model_yaml.parent / "weights.caffemodel")
     files = sorted(photo_folder.rglob("*.JPEG"))[:3]
