@@ -70,30 +70,47 @@ def build_fig3_units(exp: Fig3Experiment, *, progress: bool) -> list[Unit]:
     """The Fig. 3 graph. The photo folder and the weights' paths are local to this machine; the units
     record their contents' digests."""
     photos = fig3_images(exp)
-    units = [Unit("images", images_unit, {"resize": exp.resize, "limit": exp.limit},
-                  local={"folder": photos, "labels_file": exp.labels})]
+    files = photo_files(photos, exp.limit)
+    units = [Unit("images", images_unit, {
+        "resize": exp.resize, "limit": exp.limit, "photos_digest": _files_digest(Path(photos), files, content=True),
+        "labels_digest": None if exp.labels is None else file_digest(exp.labels)},
+        local={"folder": photos, "labels_file": exp.labels})]
     for net in exp.nets:
         weights = model_weights(net.model, net.weights)
         units.append(Unit(f"generate/{net.name}", fig3_generate_unit, {
             "net": net.name, "model": net.model, "weights_digest": file_digest(weights), "methods": exp.methods,
             "tau": exp.tau, "max_eps": exp.max_eps}, needs=("images",), owns=(f"generate/{net.name}",),
             local={"weights": weights, "device": exp.device, "progress": progress}))
-    units.append(Unit("report", fig3_report_unit, {"methods": exp.methods, "tau": exp.tau,
-                                                   "nets": [n.name for n in exp.nets]},
+    units.append(Unit("report", fig3_report_unit, {
+        "methods": exp.methods, "tau": exp.tau, "nets": [n.name for n in exp.nets],
+        "class_names_digest": None if exp.class_names is None else file_digest(exp.class_names)},
                       needs=("images", *[f"generate/{n.name}" for n in exp.nets]),
                       local={"class_names": exp.class_names}))
     return units
 
 
-def images_unit(run: Path, inputs: dict, *, resize: int, limit: int | None, folder: str,
-                labels_file: str | None) -> dict:
-    """The photos (sorted by path), shorter side ``resize``, center-cropped square: ``images/photos.npy``."""
+def photo_files(folder: str | Path, limit: int | None) -> list[Path]:
+    """The photos of a folder, searched recursively, sorted by path; the first ``limit``."""
     root = Path(folder)
     files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in _PHOTO_SUFFIXES)
-    if limit is not None:
-        files = files[:limit]
     if not files:
         raise ValueError(f"{root} holds no photos ({', '.join(sorted(_PHOTO_SUFFIXES))})")
+    return files[:limit]
+
+
+def _files_digest(root: Path, files: list[Path], *, content: bool) -> str:
+    """What identifies a set of input files: names and contents, or (for ImageNet's 1.3M) names, sizes, mtimes."""
+    from hotcold.pipeline.units import digest
+
+    return digest([(str(f.relative_to(root)), file_digest(f) if content else (f.stat().st_size, f.stat().st_mtime_ns))
+                   for f in files])
+
+
+def images_unit(run: Path, inputs: dict, *, resize: int, limit: int | None, photos_digest: str,
+                labels_digest: str | None, folder: str, labels_file: str | None) -> dict:
+    """The photos (sorted by path), shorter side ``resize``, center-cropped square: ``images/photos.npy``."""
+    root = Path(folder)
+    files = photo_files(root, limit)
     names = [str(f.relative_to(root)) for f in files]
     photos = np.stack([resize_image(read_image(f, channels=3), resize, shorter_side=True) for f in files])
     labels = None
@@ -144,7 +161,7 @@ def fig3_generate_unit(run: Path, inputs: dict, *, net: str, model: str, weights
 
 
 def fig3_report_unit(run: Path, inputs: dict, *, methods: list[str], tau: float, nets: list[str],
-                     class_names: str | None) -> dict:
+                     class_names_digest: str | None, class_names: str | None) -> dict:
     """One Fig. 3 per photo and the table of every generated image."""
     names = _class_names(class_names)
     photos = np.load(run / inputs["images"]["photos_path"])
@@ -199,7 +216,11 @@ def build_hp_units(exp: HardPositiveExperiment, *, progress: bool) -> list[Unit]
     local = {"device": exp.device, "progress": progress}
     base = {"model": exp.model, "weights_digest": file_digest(weights)}
     g = exp.generate
-    units = [Unit("data", hp_data_unit, {"size": exp.data.size, "shorter_side": exp.data.shorter_side},
+    listing = {key: _files_digest(Path(folders[key]), sorted(p for p in Path(folders[key]).rglob("*") if p.is_file()),
+                                  content=False) for key in ("train", "val")}
+    listing["val_labels"] = None if folders["val_labels"] is None else file_digest(folders["val_labels"])
+    units = [Unit("data", hp_data_unit, {"size": exp.data.size, "shorter_side": exp.data.shorter_side,
+                                         "folders_digest": listing},
                   owns=("data",), local={**folders, "progress": progress}),
              Unit("select", select_unit, {**base, "per_class": exp.select.per_class,
                                           "num_classes": model.num_classes},
@@ -230,8 +251,8 @@ def build_hp_units(exp: HardPositiveExperiment, *, progress: bool) -> list[Unit]
     return units
 
 
-def hp_data_unit(run: Path, inputs: dict, *, size: int, shorter_side: bool, train: str, val: str,
-                 val_labels: str | None, progress: bool = False) -> dict:
+def hp_data_unit(run: Path, inputs: dict, *, size: int, shorter_side: bool, folders_digest: dict, train: str,
+                 val: str, val_labels: str | None, progress: bool = False) -> dict:
     """``hotcold data imagenet`` into ``data/``: ``train_lmdb`` (shuffled), ``val_lmdb``, ``synsets.txt``."""
     done = convert_imagenet(run / "data", train=train, val=val, val_labels=val_labels, size=size,
                             shorter_side=shorter_side, progress=progress)

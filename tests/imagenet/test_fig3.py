@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
+import pytest
 import yaml
 
+from hotcold._guard import OutputDirError
 from hotcold.caffe.zoo import load_model
 from hotcold.core.metrics import perturbation_metrics
 from hotcold.pipeline.runner import run_experiment
@@ -54,3 +57,18 @@ def test_fig3_on_both_architectures(googlenet_stand_in, resnet_stand_in, photo_f
 
     again = run_experiment(experiment, out=tmp_path / "run", progress=False)
     assert (again / "report" / "fig3.csv").read_text() == (run / "report" / "fig3.csv").read_text()
+
+
+def test_changed_photos_are_not_mistaken_for_the_finished_run(googlenet_stand_in, photo_folder, tmp_path):
+    photos = tmp_path / "photos"
+    shutil.copytree(photo_folder / "n07920052", photos)
+    config = {"kind": "imagenet_fig3", "name": "fig3_small", "images": str(photos), "methods": ["FGV"],
+              "nets": [{"name": "GoogLeNet", "model": str(googlenet_stand_in),
+                        "weights": str(googlenet_stand_in.parent / "weights.caffemodel")}]}
+    experiment = tmp_path / "fig3.yaml"
+    experiment.write_text(yaml.safe_dump(config))
+    run_experiment(experiment, out=tmp_path / "run", progress=False)
+    first = sorted(photos.iterdir())[0]
+    first.write_bytes((photo_folder / "n02123045" / "n02123045_0.JPEG").read_bytes())
+    with pytest.raises(OutputDirError, match="unit 'images' .* computed differently"):
+        run_experiment(experiment, out=tmp_path / "run", progress=False)
