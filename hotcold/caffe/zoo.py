@@ -3,6 +3,11 @@
 The repository's ``models/`` and ``prototxt/`` folders are installed as the
 package data ``hotcold.caffe.models`` and ``hotcold.caffe.prototxts``
 (``setup.py``), so an installed hotcold finds LeNet wherever it runs.
+
+Published weights (the Model Zoo ``.caffemodel`` of GoogLeNet and ResNet-152)
+are installed by ``hotcold models fetch NAME`` into
+``<models_dir()>/<name>/<weights_file>`` (:mod:`hotcold.caffe.fetch`), where
+:meth:`ModelSpec.classifier` finds them when no weights are passed.
 """
 from __future__ import annotations
 
@@ -14,12 +19,16 @@ from pathlib import Path
 
 import yaml
 
+from hotcold._guard import check_plain_name
 from hotcold.caffe.classifier import CaffeClassifier
+from hotcold.caffe.fetch import FetchError, FetchResult, Progress, check_sha1, download, install, models_dir
 
 _PACKAGE_DATA = {"models": "hotcold.caffe.models", "prototxt": "hotcold.caffe.prototxts"}
 """Top-level repository folder -> the package it is installed as."""
 _RETIRED_KEYS = ("input_blob", "prob_blob")
 """Keys of hotcold 0.1 model files that nothing reads; accepted with a DeprecationWarning."""
+_WEIGHTS_KEYS = ("weights_file", "weights_sha1", "weights_url")
+"""Optional keys: the published weights, for ``hotcold models fetch`` (absent: none published)."""
 
 
 def package_data(folder: str) -> Path:
@@ -51,10 +60,49 @@ class ModelSpec:
     channel_swap: tuple[int, ...] | None
     num_classes: int
     weights: str
+    weights_file: str | None = None
+    """File name of the published ``.caffemodel``; None when none is published (LeNet: hotcold trains it)."""
+    weights_sha1: str | None = None
+    """Its published SHA-1; set whenever ``weights_file`` is."""
+    weights_url: str | None = None
+    """Direct download URL; None when there is none (``weights`` then says where to get the file)."""
 
-    def classifier(self, weights: str | os.PathLike, *, deploy_prototxt: str | os.PathLike | None = None,
-                   **kwargs) -> CaffeClassifier:
-        """A :class:`CaffeClassifier` of this network with the given weights."""
+    def weights_path(self, directory: str | os.PathLike | None = None) -> Path:
+        """Where the published weights go: ``directory/<weights_file>``, by default ``<models_dir()>/<name>/``."""
+        if self.weights_file is None:
+            raise ValueError(f"model {self.name!r} has no published weights ({self.weights}); pass the path of "
+                             "its .caffemodel")
+        folder = Path(directory) if directory is not None else models_dir() / self.name
+        return folder / self.weights_file
+
+    def installed_weights(self) -> Path:
+        """The weights installed by ``hotcold models fetch``, else a ValueError saying how to get them."""
+        path = self.weights_path()
+        if not path.is_file():
+            raise ValueError(f"no weights given and none installed for {self.name!r} at {path}; run "
+                             f"`hotcold models fetch {self.name}` (or pass the path of a .caffemodel)")
+        return path
+
+    def fetch_weights(self, *, to: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
+                      progress: Progress | None = None) -> FetchResult:
+        """Download the published weights (or install the file ``source``) after checking their SHA-1.
+
+        They go to :meth:`weights_path` (``to``: that folder instead). See
+        :mod:`hotcold.caffe.fetch` for resuming and what happens on errors.
+        """
+        dest = self.weights_path(to)
+        if source is not None:
+            return install(source, dest, self.weights_sha1)
+        if self.weights_url is None:
+            raise FetchError(f"{self.name}'s weights have no direct download URL: {self.weights}. Download "
+                             f"{self.weights_file} by hand, then run `hotcold models fetch {self.name} --from FILE`")
+        return download(self.weights_url, dest, self.weights_sha1, progress=progress)
+
+    def classifier(self, weights: str | os.PathLike | None = None, *,
+                   deploy_prototxt: str | os.PathLike | None = None, **kwargs) -> CaffeClassifier:
+        """A :class:`CaffeClassifier` of this network; ``weights=None`` takes the installed published weights."""
+        if weights is None:
+            weights = self.installed_weights()
         deploy = deploy_prototxt or self.deploy_prototxt
         if deploy is None:
             raise ValueError(
@@ -79,7 +127,7 @@ def load_model(name_or_path: str | os.PathLike) -> ModelSpec:
         raw = {k: v for k, v in raw.items() if k not in _RETIRED_KEYS}
     names = {f.name for f in fields(ModelSpec)}
     unknown = sorted(set(raw) - names)
-    missing = sorted(names - set(raw))
+    missing = sorted(names - set(raw) - set(_WEIGHTS_KEYS))
     if unknown or missing:
         raise ValueError(f"{path}: unknown keys {unknown}, missing keys {missing}")
 
@@ -106,4 +154,24 @@ def load_model(name_or_path: str | os.PathLike) -> ModelSpec:
         channel_swap=None if raw["channel_swap"] is None else tuple(int(c) for c in raw["channel_swap"]),
         num_classes=int(raw["num_classes"]),
         weights=str(raw["weights"]),
+        **_published_weights(path, raw),
     )
+
+
+def _published_weights(path: Path, raw: dict) -> dict:
+    """The optional ``weights_*`` keys, checked: a file name and SHA-1 together, a URL only with them."""
+    given = {key: raw[key] for key in _WEIGHTS_KEYS if raw.get(key) is not None}
+    if not given:
+        return {}
+    if "weights_file" not in given or "weights_sha1" not in given:
+        raise ValueError(f"{path}: weights_file and weights_sha1 go together (a URL without a checksum is never "
+                         f"downloaded); got {sorted(given)}")
+    try:
+        check_plain_name(given["weights_file"], "weights_file")
+        check_sha1(given["weights_sha1"], "weights_sha1")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    url = given.get("weights_url")
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise ValueError(f"{path}: weights_url must be an http:// or https:// URL, or null, got {url!r}")
+    return given
