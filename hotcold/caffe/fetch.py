@@ -171,10 +171,9 @@ def _transfer(url: str, part: Path, offset: int, timeout: float, progress: Progr
                     if progress is not None:
                         progress(done, total)
         except (OSError, http.client.HTTPException) as exc:
-            raise FetchError(f"the download of {url} stopped after {done} of {total or 'unknown'} bytes ({exc!r}). "
-                             f"{_resume_hint(part, done)}") from None
+            raise FetchError(_stopped(url, part, done, total, f" ({exc!r})")) from None
     if total is not None and done != total:
-        raise FetchError(f"{url} sent {done} of {total} bytes. {_resume_hint(part, done)}")
+        raise FetchError(_stopped(url, part, done, total, ""))
     return bool(offset)
 
 
@@ -182,6 +181,11 @@ def _resume_hint(part: Path, size: int) -> str:
     if size and part.is_file():
         return f"The {part.stat().st_size} bytes so far are kept in {part}; the same command resumes from there. "
     return ""
+
+
+def _stopped(url: str, part: Path, done: int, total: int | None, why: str) -> str:
+    return (f"the download of {url} stopped after {done} of {total or 'unknown'} bytes{why}. "
+            + _resume_hint(part, done).rstrip())
 
 
 def _install_part(part: Path, dest: Path, sha1: str, *, origin: str) -> Path:
