@@ -221,6 +221,7 @@ def standin_weights(deploy, path, seed: int) -> None:
 @pytest.mark.parametrize("make, image_size, probe, channels", [
     (googlenet, 224, "pool5/7x7_s1", 64),
     (googlenet, 96, "inception_4e/output", 52),
+    (googlenet, 47, "pool5/7x7_s1", 64),
     (resnet152, 224, "pool5", 128),
     (resnet152, 64, "res4b35", 64),
 ])
@@ -246,6 +247,36 @@ def test_small_standins_classify_and_backpropagate(tmp_path, make, image_size, p
     assert grad.shape == images.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0
 
 
+@pytest.mark.parametrize("make, losses, accuracies", [
+    (googlenet, {"loss1/loss1", "loss2/loss2", "loss3/loss3"}, {f"loss{i}/top-{k}" for i in (1, 2, 3) for k in (1, 5)}),
+    (resnet152, {"loss"}, {"top-1", "top-5"}),
+])
+def test_small_train_val_runs_in_both_phases(tmp_path, make, losses, accuracies) -> None:
+    """The train_val graph as Caffe runs it: Data layers on a real LMDB, the losses, the TEST accuracies."""
+    from google.protobuf import text_format
+
+    from hotcold.caffe.lmdb_io import write_datum_lmdb
+
+    caffe = import_caffe()
+    rng = np.random.default_rng(5)
+    lmdb = write_datum_lmdb(tmp_path / "tiny.lmdb", rng.integers(0, 256, (8, 72, 72, 3), dtype=np.uint8),
+                            rng.integers(0, 10, 8))
+    net = make("train_val", width=1 / 16, num_classes=10, image_size=64, train_batch=4, test_batch=4)
+    for layer in net.layer:
+        if layer.type == "Data":
+            layer.data_param.source = str(lmdb)
+    path = tmp_path / "train_val.prototxt"
+    path.write_text(text_format.MessageToString(net))
+    caffe.set_random_seed(0)
+    train = caffe.Net(str(path), caffe.TRAIN)
+    out = train.forward()  # BatchNorm: batch statistics, which also fill the moving averages TEST uses
+    assert set(out) == losses and all(np.isfinite(v).all() for v in out.values())
+    test = caffe.Net(str(path), caffe.TEST)
+    test.share_with(train)  # as Caffe's solver shares the training weights with its test net
+    out = test.forward()
+    assert set(out) == losses | accuracies and all(np.isfinite(v).all() for v in out.values())
+
+
 def test_width_and_classes_scale_the_graph_not_its_names() -> None:
     full, small = googlenet("train_val"), googlenet("train_val", width=0.25, num_classes=7)
     assert [layer.name for layer in full.layer] == [layer.name for layer in small.layer]
@@ -263,7 +294,8 @@ def test_width_and_classes_scale_the_graph_not_its_names() -> None:
     (googlenet, {"num_classes": 1}, ValueError, "num_classes must be >= 2"),
     (resnet152, {"batch": 0}, ValueError, "batch must be >= 1"),
     (resnet152, {"batch": True}, TypeError, "batch must be an int"),
-    (googlenet, {"image_size": 32}, ValueError, "image_size must be >= 64"),
+    (googlenet, {"image_size": 46}, ValueError, "image_size must be >= 47"),
+    (resnet152, {"image_size": 31}, ValueError, "image_size must be >= 32"),
     (resnet152, {"image_size": 224.0}, TypeError, "image_size must be an int"),
     (resnet152, {"freeze_batch_norm": True}, ValueError, "freeze_batch_norm applies to phase='train_val'"),
 ])

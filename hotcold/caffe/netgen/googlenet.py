@@ -33,8 +33,8 @@ POOL_AFTER = {"3b": "pool3/3x3_s2", "4e": "pool4/3x3_s2"}
 AUX_HEAD_AFTER = {"4a": "loss1", "4d": "loss2"}
 """The auxiliary classifiers of the train_val net (loss weight 0.3 each)."""
 AUX_LOSS_WEIGHT = 0.3
-MIN_IMAGE_SIZE = 64
-"""Below this, pool4's input is smaller than its 3 x 3 window."""
+MIN_IMAGE_SIZE = 47
+"""The smallest input whose max-pool windows all fit in their inputs (pool4/3x3_s2 then sees 3 x 3)."""
 
 
 def googlenet(phase: str = "deploy", *, num_classes: int = 1000, width: float = 1.0, batch: int = 1,
