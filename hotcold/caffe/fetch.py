@@ -94,9 +94,12 @@ def download(url: str, dest: str | os.PathLike, sha1: str, *, timeout: float = 6
     check_sha1(sha1)
     dest = Path(dest)
     with DirectoryLock(dest.parent, f"hotcold models fetch {dest.name}"):
-        note = _verify_existing(dest, sha1)
-        if note is None:
-            return FetchResult(dest, sha1, "present")
+        note = ""
+        if dest.exists():
+            if sha1_of(dest) == sha1:
+                return FetchResult(dest, sha1, "present")
+            note = (f"the existing {dest.name} had another SHA-1; it was moved to {_set_aside(dest)} and "
+                    "downloaded again")
         part = dest.with_name(dest.name + PART_SUFFIX)
         offset = part.stat().st_size if part.is_file() else 0
         resumed = _transfer(url, part, offset, timeout, progress)
@@ -121,16 +124,6 @@ def install(source: str | os.PathLike, dest: str | os.PathLike, sha1: str) -> Fe
         part = dest.with_name(dest.name + PART_SUFFIX)
         shutil.copyfile(source, part)
         return FetchResult(_install_part(part, dest, sha1, origin=str(source)), sha1, "installed")
-
-
-def _verify_existing(dest: Path, sha1: str) -> str | None:
-    """None when ``dest`` is a verified file; else set a bad one aside and return a note (empty: no file)."""
-    if not dest.exists():
-        return ""
-    if sha1_of(dest) == sha1:
-        return None
-    aside = _set_aside(dest)
-    return f"the existing {dest.name} had another SHA-1; it was moved to {aside} and downloaded again"
 
 
 def _set_aside(path: Path) -> Path:

@@ -155,9 +155,10 @@ def test_googlenet_train_val_losses_and_data_layers() -> None:
             for d in data] == [("TRAIN_LMDB", 32, True, pb2.TRAIN), ("TEST_LMDB", 50, False, pb2.TEST)]
     assert all(d.transform_param.crop_size == 224 and list(d.transform_param.mean_value) == [104, 117, 123]
                for d in data)
-    losses = {layer.name: (layer.top[0], layer.loss_weight[0]) for layer in net.layer if layer.type == "SoftmaxWithLoss"}
-    assert losses == {"loss1/loss": ("loss1/loss1", pytest.approx(0.3)), "loss2/loss": ("loss2/loss2", pytest.approx(0.3)),
-                      "loss3/loss3": ("loss3/loss3", 1.0)}
+    losses = {layer.name: (layer.top[0], layer.loss_weight[0])
+              for layer in net.layer if layer.type == "SoftmaxWithLoss"}
+    assert losses == {"loss1/loss": ("loss1/loss1", pytest.approx(0.3)),
+                      "loss2/loss": ("loss2/loss2", pytest.approx(0.3)), "loss3/loss3": ("loss3/loss3", 1.0)}
     accuracy = {layer.name: layer.accuracy_param.top_k for layer in net.layer if layer.type == "Accuracy"}
     assert accuracy == {f"loss{i}/top-{k}": k for i in (1, 2, 3) for k in (1, 5)}
 
@@ -248,7 +249,8 @@ def test_small_standins_classify_and_backpropagate(tmp_path, make, image_size, p
 
 
 @pytest.mark.parametrize("make, losses, accuracies", [
-    (googlenet, {"loss1/loss1", "loss2/loss2", "loss3/loss3"}, {f"loss{i}/top-{k}" for i in (1, 2, 3) for k in (1, 5)}),
+    (googlenet, {"loss1/loss1", "loss2/loss2", "loss3/loss3"},
+     {f"loss{i}/top-{k}" for i in (1, 2, 3) for k in (1, 5)}),
     (resnet152, {"loss"}, {"top-1", "top-5"}),
 ])
 def test_small_train_val_runs_in_both_phases(tmp_path, make, losses, accuracies) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from hotcold.caffe.netgen._common import (IMAGENET_MEAN_BGR, check_options, conv_size, finish, learnable,
                                           net_spec, pool_size, scaled, start)
 from hotcold.caffe.runtime import caffe_pb2
+from hotcold.caffe.solver import NET_PROTOTXT, SNAPSHOT_PREFIX
 
 NAME = "GoogleNet"
 """The ``name`` of BVLC's prototxts."""
@@ -172,7 +173,7 @@ def quick_solver():
     """
     pb2 = caffe_pb2()
     solver = pb2.SolverParameter()
-    solver.net = "NET_PROTOTXT"
+    solver.net = NET_PROTOTXT
     solver.test_iter.append(1000)
     solver.test_interval = 4000
     solver.test_initialization = False
@@ -185,6 +186,6 @@ def quick_solver():
     solver.momentum = 0.9
     solver.weight_decay = 0.0002
     solver.snapshot = 40000
-    solver.snapshot_prefix = "SNAPSHOT_PREFIX"
+    solver.snapshot_prefix = SNAPSHOT_PREFIX
     solver.solver_mode = pb2.SolverParameter.GPU
     return solver
