@@ -16,6 +16,8 @@ Golden values and their sources:
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -94,6 +96,12 @@ def test_models_build_writes_the_files_and_check_finds_a_changed_one(tmp_path, c
     assert main(["models", "build", "--check", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "bvlc_googlenet_quick_solver.prototxt, resnet152_deploy.prototxt" in err and "hotcold models build" in err
+
+
+def test_models_build_check_as_a_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "hotcold.cli", "models", "build", "--check"], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0 and f"{len(build.FILES)} prototxts in " in done.stdout, done.stderr
 
 
 @pytest.mark.parametrize("name, keep_params, digest", [
