@@ -1,4 +1,4 @@
-"""The ``hotcold`` command line: doctor, pass, generate, data, run."""
+"""The ``hotcold`` command line: doctor, pass, generate, data, models, run."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from hotcold.pipeline.generation import generate_to_lmdb
 
     model = load_model(args.model)
+    if args.weights is None:
+        args.weights = str(model.installed_weights())
     try:
         parse_methods(args.methods, num_classes=model.num_classes)  # fail fast on a bad name
     except ValueError as exc:
@@ -135,6 +137,52 @@ def _cmd_data_imagenet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_fetch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from hotcold.caffe.zoo import load_model
+
+    model = load_model(args.model)
+    bars = []
+
+    def progress(done: int, total: int | None) -> None:
+        if not bars:  # opened on the first bytes, so that errors before them print alone
+            bars.append(tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=model.weights_file,
+                             disable=args.quiet, dynamic_ncols=True))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = model.fetch_weights(to=args.to, source=args.source, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    if result.note:
+        print(f"hotcold models fetch: note: {result.note}", file=sys.stderr)
+    print(f"{model.name}: {result.path} ({result.how}, sha1 {result.sha1})")
+    if args.to is not None:
+        print(f"hotcold finds weights by itself only under {model.weights_path().parent}; pass --weights "
+              f"{result.path} (or set HOTCOLD_MODELS_DIR)")
+    return 0
+
+
+def _cmd_models_build(args: argparse.Namespace) -> int:
+    from hotcold.caffe.netgen import build
+    from hotcold.caffe.zoo import package_data
+
+    out = args.out or package_data("prototxt")
+    if args.check:
+        stale = build.stale(out)
+        if stale:
+            print(f"hotcold models build: {', '.join(stale)} in {out} differ from the generators; run "
+                  "`hotcold models build` and commit the result", file=sys.stderr)
+            return 1
+        print(f"{len(build.FILES)} prototxts in {out} match the generators")
+        return 0
+    for path in build.write(out):
+        print(path)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from hotcold.pipeline.runner import run_experiment
 
@@ -218,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="adversarials / hard positives of an image set into an LMDB")
     p.add_argument("--model", default="lenet", help="a shipped model name (lenet) or a model YAML path")
-    p.add_argument("--weights", required=True, help=".caffemodel")
+    p.add_argument("--weights", help=".caffemodel (default: the model's weights installed by hotcold models fetch)")
     p.add_argument("--deploy", help="deploy prototxt (default: the model's)")
     p.add_argument("--images", required=True, help="IDX image file, Datum LMDB, or folder of label sub-folders")
     p.add_argument("--labels", help="IDX label file (with an IDX image file)")
@@ -259,6 +307,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="runs/data/imagenet", help="output folder for the LMDBs")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.set_defaults(func=_cmd_data_imagenet)
+
+    p = sub.add_parser("models", help="the model zoo: published weights, the generated ImageNet prototxts")
+    models_sub = p.add_subparsers(dest="action", required=True)
+    m = models_sub.add_parser("fetch", help="download a model's published .caffemodel (resumable, SHA-1 checked)")
+    m.add_argument("model", help="a shipped model name (bvlc_googlenet, resnet152) or a model YAML path")
+    m.add_argument("--to", metavar="DIR", help="install into DIR instead of $HOTCOLD_MODELS_DIR/<name> "
+                                               "(default ~/.cache/hotcold/models/<name>)")
+    m.add_argument("--from", dest="source", metavar="FILE",
+                   help="install this already downloaded file, after the same SHA-1 check")
+    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=_cmd_models_fetch)
+    m = models_sub.add_parser("build", help="write the ImageNet prototxts (GoogLeNet, ResNet-152) from their "
+                                            "generators")
+    m.add_argument("--out", metavar="DIR", help="output folder (default: hotcold's prototxt package data)")
+    m.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when a shipped prototxt differs from its generator")
+    m.set_defaults(func=_cmd_models_build)
 
     p = sub.add_parser("run", help="run an experiment YAML (stages resume when re-run)")
     p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1) or a YAML path")

@@ -11,7 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DATA = ["hotcold/caffe/models/lenet.yaml", "hotcold/caffe/prototxts/lenet_deploy.prototxt",
                 "hotcold/caffe/prototxts/lenet_train_test.prototxt", "hotcold/caffe/prototxts/lenet_solver.prototxt",
-                "hotcold/pipeline/experiments/mnist_quick.yaml"]
+                "hotcold/pipeline/experiments/mnist_quick.yaml", "hotcold/caffe/models/bvlc_googlenet.yaml",
+                "hotcold/caffe/models/resnet152.yaml"] + [
+                f"hotcold/caffe/prototxts/{net}_{part}.prototxt"
+                for net, part in (("bvlc_googlenet", "deploy"), ("bvlc_googlenet", "train_val"),
+                                  ("bvlc_googlenet", "quick_solver"), ("resnet152", "deploy"),
+                                  ("resnet152", "train_val"))]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,7 @@ def test_wheel_carries_the_package_data(wheel: Path) -> None:
     assert not missing, f"the wheel lacks {missing}"
 
 
-def test_installed_copy_loads_lenet_and_the_quick_experiment_from_elsewhere(wheel: Path, tmp_path: Path) -> None:
+def test_installed_copy_loads_the_models_and_the_quick_experiment_from_elsewhere(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True)
@@ -37,8 +42,9 @@ def test_installed_copy_loads_lenet_and_the_quick_experiment_from_elsewhere(whee
             f"assert pathlib.Path(hotcold.__file__).is_relative_to({str(target)!r}), hotcold.__file__\n"
             "from hotcold.caffe.zoo import load_model\n"
             "from hotcold.pipeline.config import load_experiment\n"
-            "spec = load_model('lenet')\n"
-            f"assert spec.deploy_prototxt.is_file() and spec.deploy_prototxt.is_relative_to({str(target)!r})\n"
+            "for name in ('lenet', 'bvlc_googlenet', 'resnet152'):\n"
+            "    spec = load_model(name)\n"
+            f"    assert spec.deploy_prototxt.is_file() and spec.deploy_prototxt.is_relative_to({str(target)!r})\n"
             "assert load_experiment('mnist_quick').name == 'mnist_quick'\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -6,6 +6,8 @@
 * :mod:`~hotcold.caffe.lmdb_io`: Datum LMDBs that Caffe's Data layer reads.
 * :mod:`~hotcold.caffe.solver`, :mod:`~hotcold.caffe.train`: solver rendering and resumable training.
 * :mod:`~hotcold.caffe.zoo`: the model descriptions (package data ``models/``, ``prototxt/``).
+* :mod:`~hotcold.caffe.netgen`: GoogLeNet and ResNet-152 generated with ``caffe.net_spec`` (Sec. 4, 5.3).
+* :mod:`~hotcold.caffe.fetch`: resumable, SHA-1-checked downloads of published weights.
 * :mod:`~hotcold.caffe.doctor`: ``hotcold doctor``.
 
 pycaffe itself is imported on first use, so this package imports without it.

@@ -3,6 +3,11 @@
 The repository's ``models/`` and ``prototxt/`` folders are installed as the
 package data ``hotcold.caffe.models`` and ``hotcold.caffe.prototxts``
 (``setup.py``), so an installed hotcold finds LeNet wherever it runs.
+
+Published weights (the Model Zoo ``.caffemodel`` of GoogLeNet and ResNet-152)
+are installed by ``hotcold models fetch NAME`` into
+``<models_dir()>/<name>/<weights_file>`` (:mod:`hotcold.caffe.fetch`), where
+:meth:`ModelSpec.classifier` finds them when no weights are passed.
 """
 from __future__ import annotations
 
@@ -14,12 +19,16 @@ from pathlib import Path
 
 import yaml
 
+from hotcold._guard import check_plain_name
 from hotcold.caffe.classifier import CaffeClassifier
+from hotcold.caffe.fetch import FetchError, FetchResult, Progress, check_sha1, download, install, models_dir
 
 _PACKAGE_DATA = {"models": "hotcold.caffe.models", "prototxt": "hotcold.caffe.prototxts"}
 """Top-level repository folder -> the package it is installed as."""
 _RETIRED_KEYS = ("input_blob", "prob_blob")
 """Keys of hotcold 0.1 model files that nothing reads; accepted with a DeprecationWarning."""
+_WEIGHTS_KEYS = ("weights_file", "weights_sha1", "weights_url")
+"""Optional keys: the published weights, for ``hotcold models fetch`` (absent: none published)."""
 
 
 def package_data(folder: str) -> Path:
@@ -52,15 +61,57 @@ class ModelSpec:
     channel_swap: tuple[int, ...] | None
     num_classes: int
     weights: str
+    weights_file: str | None = None
+    """File name of the published ``.caffemodel``; None when none is published (LeNet: hotcold trains it)."""
+    weights_sha1: str | None = None
+    """Its published SHA-1; set whenever ``weights_file`` is."""
+    weights_url: str | None = None
+    """Direct download URL; None when there is none (``weights`` then says where to get the file)."""
 
-    def classifier(self, weights: str | os.PathLike, *, deploy_prototxt: str | os.PathLike | None = None,
-                   **kwargs) -> CaffeClassifier:
-        """A :class:`CaffeClassifier` of this network with the given weights."""
+    def weights_path(self, directory: str | os.PathLike | None = None) -> Path:
+        """Where the published weights go: ``directory/<weights_file>``, by default ``<models_dir()>/<name>/``."""
+        if self.weights_file is None:
+            raise ValueError(f"model {self.name!r} has no published weights ({self.weights}); pass the path of "
+                             "its .caffemodel")
+        folder = Path(directory) if directory is not None else models_dir() / self.name
+        return folder / self.weights_file
+
+    def installed_weights(self) -> Path:
+        """The weights installed by ``hotcold models fetch``, else a ValueError saying how to get them."""
+        path = self.weights_path()
+        if not path.is_file():
+            raise ValueError(f"no weights given and none installed for {self.name!r} at {path}; run "
+                             f"`hotcold models fetch {self.name}` (or pass the path of a .caffemodel)")
+        return path
+
+    def fetch_weights(self, *, to: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
+                      progress: Progress | None = None) -> FetchResult:
+        """Download the published weights (or install the file ``source``) after checking their SHA-1.
+
+        They go to :meth:`weights_path` (``to``: that folder instead). See
+        :mod:`hotcold.caffe.fetch` for resuming and what happens on errors.
+        """
+        dest = self.weights_path(to)
+        if source is not None:
+            return install(source, dest, self.weights_sha1)
+        if self.weights_url is None:
+            raise FetchError(f"{self.name}'s weights have no direct download URL: {self.weights}. Download "
+                             f"{self.weights_file} by hand, then run `hotcold models fetch {self.name} --from FILE`")
+        return download(self.weights_url, dest, self.weights_sha1, progress=progress)
+
+    def classifier(self, weights: str | os.PathLike | None = None, *,
+                   deploy_prototxt: str | os.PathLike | None = None, **kwargs) -> CaffeClassifier:
+        """A :class:`CaffeClassifier` of this network; ``weights=None`` takes the installed published weights."""
+        if weights is None:
+            weights = self.installed_weights()
         deploy = deploy_prototxt or self.deploy_prototxt
         if deploy is None:
             raise ValueError(
                 f"model {self.name!r} ships no deploy prototxt; pass deploy_prototxt= (hotcold --deploy; see its model YAML)"
             )
+        if isinstance(self.mean, Path) and not self.mean.is_file():
+            raise ValueError(f"model {self.name!r} subtracts the mean image {self.mean.name}, which is not at "
+                             f"{self.mean}; put the file from the model's release there (see its model YAML)")
         return CaffeClassifier(deploy, weights, logits_blob=self.logits_blob, input_scale=self.input_scale,
                                mean=self.mean, channel_swap=self.channel_swap, **kwargs)
 
@@ -80,7 +131,7 @@ def load_model(name_or_path: str | os.PathLike) -> ModelSpec:
         raw = {k: v for k, v in raw.items() if k not in _RETIRED_KEYS}
     names = {f.name for f in fields(ModelSpec)}
     unknown = sorted(set(raw) - names)
-    missing = sorted(names - set(raw))
+    missing = sorted(names - set(raw) - set(_WEIGHTS_KEYS))
     if unknown or missing:
         raise ValueError(f"{path}: unknown keys {unknown}, missing keys {missing}")
 
@@ -103,24 +154,48 @@ def load_model(name_or_path: str | os.PathLike) -> ModelSpec:
         logits_blob=str(raw["logits_blob"]),
         input_shape=tuple(int(d) for d in raw["input_shape"]),
         input_scale=float(raw["input_scale"]),
-        mean=_mean(raw["mean"], resolve, path),
+        mean=_mean(raw["mean"], resolve, path, models_dir() / str(raw["name"])),
         channel_swap=None if raw["channel_swap"] is None else tuple(int(c) for c in raw["channel_swap"]),
         num_classes=int(raw["num_classes"]),
         weights=str(raw["weights"]),
+        **_published_weights(path, raw),
     )
 
 
-def _mean(value, resolve, path: Path) -> tuple[float, ...] | Path | None:
-    """The YAML's ``mean``: null, a number, a list of per-channel numbers or a mean file's path."""
+def _mean(value, resolve, path: Path, installed: Path) -> tuple[float, ...] | Path | None:
+    """The YAML's ``mean``: null, a number, a list of per-channel numbers or a mean file's path.
+
+    A relative mean file is looked for beside the YAML file, in the package data, then beside the
+    installed weights (``<models_dir()>/<name>/``, where a release's mean image goes); a missing one is
+    named when a classifier is built."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
             return resolve(value)
-        except ValueError:  # a user-supplied mean image: the classifier says where it is missing
-            return path.parent / value
+        except ValueError:
+            return installed / value
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise ValueError(f"{path}: mean must be null, a number, a list of per-channel numbers or the path of a "
                          f".binaryproto / .npy mean image, got {value!r}")
     return tuple(float(v) for v in values)
+
+
+def _published_weights(path: Path, raw: dict) -> dict:
+    """The optional ``weights_*`` keys, checked: a file name and SHA-1 together, a URL only with them."""
+    given = {key: raw[key] for key in _WEIGHTS_KEYS if raw.get(key) is not None}
+    if not given:
+        return {}
+    if "weights_file" not in given or "weights_sha1" not in given:
+        raise ValueError(f"{path}: weights_file and weights_sha1 go together (a URL without a checksum is never "
+                         f"downloaded); got {sorted(given)}")
+    try:
+        check_plain_name(given["weights_file"], "weights_file")
+        check_sha1(given["weights_sha1"], "weights_sha1")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    url = given.get("weights_url")
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise ValueError(f"{path}: weights_url must be an http:// or https:// URL, or null, got {url!r}")
+    return given

@@ -61,7 +61,7 @@ def model_weights(model: str, given: str | None) -> str:
     """The ``.caffemodel`` of a net: the config's path, else the one ``hotcold models fetch`` installed."""
     if given is not None:
         return str(Path(given).absolute())
-    raise ValueError(f"no weights for {model}: give the .caffemodel's path in the YAML (weights:)")
+    return str(load_model(model).installed_weights())
 
 
 # ------------------------------------------------------------------ Fig. 3

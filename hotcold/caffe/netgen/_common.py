@@ -6,14 +6,12 @@ import math
 from google.protobuf import text_format
 
 from hotcold.caffe.runtime import caffe_pb2, import_caffe
+from hotcold.caffe.solver import TEST_LMDB, TRAIN_LMDB
 
 PHASES = ("deploy", "train_val")
 """``deploy``: an ``Input`` layer and a Softmax ``prob``; ``train_val``: ``Data`` layers and the losses."""
 IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)
 """Per-channel ImageNet mean on the 0..255 scale, BGR: BVLC GoogLeNet's ``mean_value``."""
-TRAIN_LMDB = "TRAIN_LMDB"
-TEST_LMDB = "TEST_LMDB"
-"""Placeholders that :func:`hotcold.caffe.solver.render_solver` replaces by the LMDB paths."""
 
 
 def net_spec():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from hotcold.caffe.netgen._common import (IMAGENET_MEAN_BGR, check_options, conv_size, finish, learnable,
                                           net_spec, pool_size, scaled, start)
 from hotcold.caffe.runtime import caffe_pb2
+from hotcold.caffe.solver import NET_PROTOTXT, SNAPSHOT_PREFIX
 
 NAME = "GoogleNet"
 """The ``name`` of BVLC's prototxts."""
@@ -33,8 +34,8 @@ POOL_AFTER = {"3b": "pool3/3x3_s2", "4e": "pool4/3x3_s2"}
 AUX_HEAD_AFTER = {"4a": "loss1", "4d": "loss2"}
 """The auxiliary classifiers of the train_val net (loss weight 0.3 each)."""
 AUX_LOSS_WEIGHT = 0.3
-MIN_IMAGE_SIZE = 64
-"""Below this, pool4's input is smaller than its 3 x 3 window."""
+MIN_IMAGE_SIZE = 47
+"""The smallest input whose max-pool windows all fit in their inputs (pool4/3x3_s2 then sees 3 x 3)."""
 
 
 def googlenet(phase: str = "deploy", *, num_classes: int = 1000, width: float = 1.0, batch: int = 1,
@@ -172,7 +173,7 @@ def quick_solver():
     """
     pb2 = caffe_pb2()
     solver = pb2.SolverParameter()
-    solver.net = "NET_PROTOTXT"
+    solver.net = NET_PROTOTXT
     solver.test_iter.append(1000)
     solver.test_interval = 4000
     solver.test_initialization = False
@@ -185,6 +186,6 @@ def quick_solver():
     solver.momentum = 0.9
     solver.weight_decay = 0.0002
     solver.snapshot = 40000
-    solver.snapshot_prefix = "SNAPSHOT_PREFIX"
+    solver.snapshot_prefix = SNAPSHOT_PREFIX
     solver.solver_mode = pb2.SolverParameter.GPU
     return solver
