@@ -81,3 +81,13 @@ def test_classifier_subtracts_a_mean_image_and_returns_pixel_gradients(tmp_path)
     w = net.params["fc"][0].data.reshape(3, 3, 4, 5)
     np.testing.assert_allclose(grad[1], (w[1] * 0.25).transpose(1, 2, 0)[..., ::-1], rtol=1e-5, atol=1e-6)
     assert clf.fingerprint()["mean"] != CaffeClassifier(proto, weights, logits_blob="fc").fingerprint()["mean"]
+
+
+def test_resnet152_takes_its_mean_image_from_beside_the_installed_weights(tmp_path, monkeypatch):
+    from hotcold.caffe.zoo import load_model
+
+    monkeypatch.setenv("HOTCOLD_MODELS_DIR", str(tmp_path))
+    model = load_model("resnet152")
+    assert model.mean == tmp_path / "resnet152" / "ResNet_mean.binaryproto"
+    with pytest.raises(ValueError, match="subtracts the mean image ResNet_mean.binaryproto, which is not at"):
+        model.classifier(tmp_path / "any.caffemodel")
