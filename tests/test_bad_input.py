@@ -289,7 +289,7 @@ def test_yaml_that_is_not_yaml(tmp_path, capsys):
 
 def test_unknown_experiment_lists_the_built_in_ones(capsys):
     code, err = cli(["run", "mnist_quik"], capsys)
-    assert code == 2 and "built-in: mnist_3nets, mnist_quick, mnist_table1" in err
+    assert code == 2 and "built-in: imagenet_fig3, imagenet_googlenet_hp, mnist_3nets, mnist_quick, mnist_table1" in err
 
 
 # ---------------------------------------------------------------- run directories
@@ -347,7 +347,7 @@ def test_api_classifier_settings(lenet_weights):
     deploy = load_model("lenet").deploy_prototxt
     for kwargs, message in [({"batch_size": 0}, "batch_size must be >= 1"),
                             ({"input_scale": math.nan}, "input_scale must be > 0"),
-                            ({"mean": [1, 2]}, "mean must be a scalar or 1 per-channel values")]:
+                            ({"mean": [1, 2]}, "mean must be a scalar or 1 finite per-channel values")]:
         with pytest.raises(ValueError) as info:
             CaffeClassifier(deploy, lenet_weights, logits_blob="ip2", **kwargs)
         assert message in str(info.value)
