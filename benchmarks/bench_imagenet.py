@@ -93,7 +93,6 @@ def main() -> None:
             seed = np.eye(clf.num_classes, dtype=np.float32)[np.arange(args.batch) % clf.num_classes]
             seconds = best(lambda: clf.backprop_many(x, clf.logits_blob, [seed]), args.repeats)
             print(f"| {name} B_l (forward + backward) | {args.batch} | {seconds:.2f} | {args.batch / seconds:.1f} |")
-            del clf
     rng = np.random.default_rng(0)
     originals = photos(args.pass_pairs)
     sign = 4 * rng.choice([-1, 1], size=originals.shape)

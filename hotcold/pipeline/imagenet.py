@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+from google.protobuf import text_format
 
 from hotcold._guard import file_digest
 from hotcold._io import atomic_write
@@ -48,8 +50,7 @@ from hotcold.data.image_sets import read_image
 from hotcold.data.imagenet import center_crop, convert_imagenet, read_center_crops, read_label_file, resize_image
 from hotcold.data.records import read_records, records_csv
 from hotcold.pipeline.generation import caffe_channel_order, generate_to_lmdb, merge_unit
-from hotcold.pipeline.imagenet_config import (Fig3Experiment, HardPositiveExperiment, fig3_images,
-                                              imagenet_folders)
+from hotcold.pipeline.imagenet_config import Fig3Experiment, HardPositiveExperiment, fig3_images, imagenet_folders
 from hotcold.pipeline.table1 import classifier_for
 from hotcold.pipeline.units import Unit
 from hotcold.report.imagenet import Fig3Cell, fig3_table, hp_table, plot_fig3
@@ -269,7 +270,6 @@ def select_unit(run: Path, inputs: dict, *, model: str, weights_digest: str, per
     taken = np.zeros(num_classes, np.int64)
     target = run / "select" / "originals.lmdb"
     if target.exists():  # cut short: select again from the start (it is deterministic)
-        import shutil
         shutil.rmtree(target)
     scanned = 0
     with DatumLmdbAppender(target) as out:
@@ -351,8 +351,6 @@ def hp_finetune_unit(run: Path, inputs: dict, *, model: str, weights_digest: str
         if layer.type == "Data" and any(rule.phase == caffe_pb2().TRAIN for rule in layer.include):
             layer.data_param.batch_size = batch_size
             layer.transform_param.mirror = mirror
-    from google.protobuf import text_format
-
     folder = run / "finetune" / "net"
     folder.mkdir(parents=True, exist_ok=True)
     prototxt = atomic_write(folder / "train_val.template.prototxt", text_format.MessageToString(net))

@@ -90,7 +90,7 @@ def fig3_table(rows: Sequence[dict], out_dir: str | os.PathLike, *, tau: float) 
     writer.writeheader()
     writer.writerows(rows)
     paths = [atomic_write(out / "fig3.csv", buf.getvalue())]
-    lines = [f"# Adversarial images on ImageNet nets (Sec. 4, Fig. 3)\n",
+    lines = ["# Adversarial images on ImageNet nets (Sec. 4, Fig. 3)\n",
              f"Means over the photos where an adversarial was found; 'PASS >= {tau:g}' counts the generations "
              "that meet Eq. 5's threshold (the others fail \"due to low PASS\", Fig. 3 (a), (b)). L2 is per pixel "
              "(||eta||_2 / (H W), 0..255 units), L∞ in pixel levels.\n",

@@ -5,8 +5,7 @@ import pytest
 import yaml
 
 from hotcold.pipeline.config import load_experiment
-from hotcold.pipeline.imagenet_config import (Fig3Experiment, HardPositiveExperiment, fig3_images,
-                                              imagenet_folders)
+from hotcold.pipeline.imagenet_config import Fig3Experiment, HardPositiveExperiment, fig3_images, imagenet_folders
 
 
 def _load(tmp_path, config: dict):
