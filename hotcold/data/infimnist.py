@@ -263,8 +263,7 @@ def write_infimnist_lmdb(out: str | os.PathLike, count: int, mnist: MnistData, *
                 "config": {"first": int(first), "count": int(count), "batch": int(batch), "original": generator.original,
                            "params": asdict(params)}}
     with DirectoryLock(out, "infimnist"):
-        resumed = claim(out, identity, overwrite=overwrite,
-                        fix="pass --overwrite to start over, or choose another --out")
+        claim(out, identity, overwrite=overwrite, fix="pass --overwrite to start over, or choose another --out")
         done = out / DONE_NAME
         lmdb = out / "images.lmdb"
         if done.is_file():
