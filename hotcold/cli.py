@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_infimnist)
 
     p = sub.add_parser("run", help="run an experiment YAML (stages resume when re-run)")
-    p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1) or a YAML path")
+    p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1, mnist_fig6) or a YAML path")
     p.add_argument("--out", help="run directory (default: ./runs/<experiment name>)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a run directory of another experiment or code version, and recompute "
