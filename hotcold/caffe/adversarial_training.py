@@ -64,7 +64,11 @@ class AdversarialObjective:
 
     def on_gradients(self, net) -> None:
         """Replace the clean batch's gradients with those of the adversarial objective (steps 2-3 above)."""
-        data_layer = max(i for i, layer in enumerate(net.layers) if layer.type.endswith("Data"))
+        readers = [i for i, layer in enumerate(net.layers) if layer.type.endswith("Data")]
+        if not readers:
+            raise ValueError("the training net has no data layer; the adversarial objective perturbs the batch that "
+                             "a Data layer reads (models/<name>.yaml: train_test_prototxt)")
+        data_layer = readers[-1]
         input_blob = net.blobs[net.top_names[net._layer_names[data_layer]][0]]
         losses = [name for name in net.outputs if net.blob_loss_weights[name]]
         params = [blob for blobs in net.params.values() for blob in blobs]
