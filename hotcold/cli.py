@@ -183,6 +183,20 @@ def _cmd_models_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_infimnist(args: argparse.Namespace) -> int:
+    from hotcold.data.infimnist import write_infimnist_lmdb
+    from hotcold.data.mnist import find_mnist_source, load_mnist
+
+    summary = write_infimnist_lmdb(args.out, args.count, load_mnist(find_mnist_source(args.source)),
+                                   first=args.first, data_dir=args.infimnist_data, overwrite=args.overwrite)
+    kind = "InfiMNIST" if summary.original else "InfiMNIST-style (hotcold's fields and tangent vectors)"
+    timing = (f"{summary.seconds:.1f} s, {summary.samples_per_second:,.0f} samples/s" if summary.seconds
+              else "already complete")
+    print(f"{summary.count:,} {kind} samples {summary.first}..{summary.first + summary.count - 1} in "
+          f"{summary.lmdb}; {timing}")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from hotcold.pipeline.runner import run_experiment
 
@@ -325,9 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write nothing; exit 1 when a shipped prototxt differs from its generator")
     m.set_defaults(func=_cmd_models_build)
 
+    m = data_sub.add_parser("infimnist", help="InfiMNIST-style deformed digits (or InfiMNIST's own, with "
+                                              "--infimnist-data) into a Caffe LMDB; docs/infimnist.md")
+    m.add_argument("--count", type=_count, required=True, help="samples to generate (paper: 1000000)")
+    m.add_argument("--out", required=True, help="output folder (resumed when it holds the same run)")
+    m.add_argument("--first", type=_count, default=70000,
+                   help="first InfiMNIST index (>= 70000: lower indices are the MNIST images themselves)")
+    m.add_argument("--infimnist-data", metavar="DIR",
+                   help="InfiMNIST's data folder (fields_float_1522x28x28.bin, tangVec_float_60000x28x28.bin): "
+                        "the samples are then InfiMNIST's own")
+    m.add_argument("--source", help="folder with the 4 MNIST IDX .gz files (default: $HOTCOLD_MNIST_DIR or download)")
+    m.add_argument("--overwrite", action="store_true", help="start over when --out holds another run")
+    m.set_defaults(func=_cmd_infimnist)
+
     p = sub.add_parser("run", help="run an experiment YAML (stages resume when re-run)")
     p.add_argument("experiment", help="a built-in experiment name (mnist_quick, mnist_3nets, mnist_table1, "
-                                      "imagenet_fig3, imagenet_googlenet_hp) or a YAML path")
+                                      "mnist_fig6, imagenet_fig3, imagenet_googlenet_hp) or a YAML path")
     p.add_argument("--out", help="run directory (default: ./runs/<experiment name>)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a run directory of another experiment or code version, and recompute "

@@ -1,8 +1,8 @@
-"""Compare two run directories of the same experiment: records, LMDB contents, weights, Table 1.
+"""Compare two run directories of the same experiment: records, LMDB contents, weights, the report's tables.
 
 usage: .venv/bin/python scripts/compare_runs.py RUN_A RUN_B
 
-Metadata CSVs and Table 1 are compared byte for byte; LMDBs record by record
+Metadata CSVs, Table 1 and the report's other CSVs (Fig. 6, the InfiMNIST share) are compared byte for byte; LMDBs record by record
 (keys and Datum bytes); trained weights blob by blob (a .caffemodel also
 embeds its net's data-layer paths, which differ between run directories).
 Files only in RUN_A are listed (an imported run lacks the LMDBs nobody needed
@@ -53,8 +53,8 @@ def main(a: Path, b: Path) -> int:
             return False
         return True
 
-    for rel in sorted({p.relative_to(a) for p in a.rglob("metadata.csv")} | {Path("report/table1.csv"),
-                                                                           Path("report/table1.md")}):
+    tables = {p.relative_to(a) for p in (a / "report").glob("*.csv")} | {Path("report/table1.md")}
+    for rel in sorted({p.relative_to(a) for p in a.rglob("metadata.csv")} | tables):
         if both(rel):
             report(str(rel), (a / rel).read_bytes() == (b / rel).read_bytes())
     for rel in sorted(p.parent.relative_to(a) for p in a.rglob("data.mdb")):

@@ -289,7 +289,7 @@ def test_yaml_that_is_not_yaml(tmp_path, capsys):
 
 def test_unknown_experiment_lists_the_built_in_ones(capsys):
     code, err = cli(["run", "mnist_quik"], capsys)
-    assert code == 2 and "built-in: imagenet_fig3, imagenet_googlenet_hp, mnist_3nets, mnist_quick, mnist_table1" in err
+    assert code == 2 and "built-in: imagenet_fig3, imagenet_googlenet_hp, mnist_3nets, mnist_fig6, mnist_quick, mnist_table1" in err
 
 
 # ---------------------------------------------------------------- run directories

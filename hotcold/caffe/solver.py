@@ -132,6 +132,7 @@ def render_solver(
     test_interval: int | None = None,
     test_iter: int | None = None,
     solver_mode: str = "CPU",
+    force_backward: bool = False,
 ) -> RenderedSolver:
     """Write ``out_dir/solver.prototxt`` and ``out_dir/train_test.prototxt`` for a run.
 
@@ -156,6 +157,9 @@ def render_solver(
     solver_mode:
         ``"CPU"`` or ``"GPU"`` (pycaffe follows the thread's device; the field
         keeps the file usable with the ``caffe`` tool).
+    force_backward:
+        Set the net's ``force_backward``, so that backward fills the input
+        blob's diff (the input gradient an adversarial objective needs).
 
     Raises
     ------
@@ -191,6 +195,8 @@ def render_solver(
         raise ValueError(f"{spec.solver_prototxt} must say net: {NET_PROTOTXT!r} and snapshot_prefix: "
                          f"{SNAPSHOT_PREFIX!r}, got {solver.net!r} and {solver.snapshot_prefix!r}")
 
+    if force_backward:
+        net.force_backward = True
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()

@@ -32,6 +32,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -60,9 +61,30 @@ LOSS_WINDOW = 100
 """Iterations averaged into the reported training loss (Caffe's ``display`` interval)."""
 
 _SNAPSHOT_RE = re.compile(rf"^{SNAPSHOT_NAME}_iter_(\d+)\.solverstate$")
-_SETTINGS = ("model", "seed", "train_lmdb", "test_lmdb", "init_weights", "lr_schedule", "base_iter", "base_lr")
+_SETTINGS = ("model", "seed", "train_lmdb", "test_lmdb", "init_weights", "lr_schedule", "base_iter", "base_lr",
+             "objective")
 
 _log = logging.getLogger(__name__)
+
+
+class TrainingObjective(Protocol):
+    """A training objective other than the net's own loss, applied between Caffe's backward pass and its update.
+
+    Caffe's ``Solver::Step`` clears the parameter diffs, runs forward and
+    backward on the batch, calls ``on_gradients_ready`` callbacks, then applies
+    the update (learning rate, momentum, weight decay). :func:`train` calls
+    :meth:`on_gradients` there, so an objective rewrites the gradients of the
+    batch before the update; the rendered net has ``force_backward`` so that
+    the input blob's diff holds the input gradient.
+    (:class:`hotcold.caffe.adversarial_training.AdversarialObjective`.)
+    """
+
+    @property
+    def identity(self) -> dict:
+        """What makes two objectives the same (recorded in ``train.json``; a resume must match)."""
+
+    def on_gradients(self, net) -> None:
+        """Rewrite ``net``'s parameter diffs after Caffe's forward and backward pass of one batch."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,7 @@ def train(
     train_lmdb: PathLike,
     test_lmdb: PathLike,
     init_weights: PathLike | None = None,
+    objective: TrainingObjective | None = None,
     device: str = "cpu",
     progress: bool = False,
     log: logging.Logger | None = None,
@@ -129,6 +152,11 @@ def train(
     init_weights:
         ``.caffemodel`` copied into the net before the first iteration (not when
         resuming): the base net for fine-tuning.
+    objective:
+        None: the net's own loss. Otherwise a :class:`TrainingObjective` that
+        rewrites each batch's gradients before the update, e.g. the
+        adversarial objective of Goodfellow et al.
+        (:class:`~hotcold.caffe.adversarial_training.AdversarialObjective`).
     device:
         ``"cpu"``, ``"gpu"`` or ``"gpu:N"``, set in the calling thread.
     progress:
@@ -157,6 +185,7 @@ def train(
         "lr_schedule": settings.lr_schedule,
         "base_iter": settings.effective_base_iter,
         "base_lr": None if settings.base_lr is None else float(settings.base_lr),
+        "objective": None if objective is None else objective.identity,
     }
     record = _read_record(out / TRAIN_RECORD)
     if record is not None:
@@ -169,10 +198,16 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     rendered = render_solver(spec, out, settings, train_lmdb=train_lmdb, test_lmdb=test_lmdb, test_interval=0,
-                             solver_mode="CPU" if device == "cpu" else "GPU")
+                             solver_mode="CPU" if device == "cpu" else "GPU", force_backward=objective is not None)
+    if objective is not None and rendered.solver.iter_size != 1:
+        raise ValueError(f"{spec.solver_prototxt} has iter_size {rendered.solver.iter_size}; a training objective "
+                         "sees one batch per update, so use iter_size 1")
     caffe = import_caffe()
     set_device(device)
     solver = caffe.get_solver(str(rendered.solver_path))
+    if objective is not None:
+        net = solver.net
+        solver.add_callback(lambda: None, lambda: objective.on_gradients(net))
     param_shapes = {name: [tuple(b.data.shape) for b in blobs] for name, blobs in solver.net.params.items()}
     # A snapshot is the weights (.caffemodel) plus one or two history blobs per weight (.solverstate).
     snapshot_bytes = 3 * 4 * sum(math.prod(shape) for shapes in param_shapes.values() for shape in shapes) + (1 << 20)

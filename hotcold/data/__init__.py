@@ -1,4 +1,5 @@
-"""Data sets of the paper's experiments: MNIST (Sec. 5.2)."""
+"""Data sets of the paper's experiments: MNIST (Sec. 5.2) and InfiMNIST-style samples (Sec. 2, 5.2)."""
+from hotcold.data.infimnist import InfimnistGenerator, InfimnistParams, infimnist_indices, write_infimnist_lmdb
 from hotcold.data.mnist import (
     MNIST_DIR_ENV,
     MNIST_FILES,
@@ -13,6 +14,10 @@ from hotcold.data.mnist import (
 )
 
 __all__ = [
+    "InfimnistGenerator",
+    "InfimnistParams",
+    "infimnist_indices",
+    "write_infimnist_lmdb",
     "MNIST_DIR_ENV",
     "MNIST_FILES",
     "MNIST_MIRRORS",

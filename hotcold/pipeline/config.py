@@ -112,6 +112,52 @@ class ExecutionConfig:
 
 
 @dataclass(frozen=True)
+class Fig6Config:
+    """Fine-tuning on generated images of one PASS range at a time (Sec. 5.2, Fig. 6; docs/fig6.md)."""
+
+    ranges: list[list[float]] = field(default_factory=lambda: [[0.5, 0.6], [0.6, 0.7], [0.7, 0.8], [0.8, 0.9],
+                                                               [0.9, 1.0]])
+    """PASS ranges [low, high); a range ending at 1.0 includes 1.0. Fig. 6 spans 0.5 (500) to 1.0 (1000)."""
+    include_all: bool = True
+    """Also fine-tune on images of any PASS ("all"), as many as each range."""
+    methods: list[str] = field(default_factory=lambda: [
+        "FGS", "FGV", "HC-D-1..9", "HC-D-1x1.05", "HC-D-1x1.1", "HC-S-1"])
+    """Generated types the ranges draw from (default: the 14 types of the adversarial test set)."""
+    iterations: int | None = None
+    """Fine-tuning iterations per run (None: finetune.iterations)."""
+    orderings: int | None = None
+    """Orderings per range and base net (None: finetune.orderings)."""
+
+
+@dataclass(frozen=True)
+class InfimnistConfig:
+    """Table 1's "InfiMNIST (1M)" row and the adversarial share of Sec. 2 (docs/infimnist.md)."""
+
+    samples: int = 1000000
+    """InfiMNIST samples trained on and measured (paper: 1M)."""
+    first: int = 70000
+    """First InfiMNIST index (70000: the first deformed digit)."""
+    nets: int = 3
+    """LeNets trained from scratch on the samples, net i with seed + i (paper: three)."""
+    iterations: int = 30000
+    """Training iterations per net (paper: 30K)."""
+    data: str | None = None
+    """InfiMNIST's data folder with its original fields and tangent vectors (None: hotcold's approximation)."""
+
+
+@dataclass(frozen=True)
+class GoodfellowConfig:
+    """Table 1's "Goodfellow*" row: fine-tuning with Goodfellow et al.'s adversarial objective (docs/goodfellow.md)."""
+
+    alpha: float = 0.5
+    """Weight of the clean loss (Goodfellow et al.: 0.5)."""
+    eps: float = 0.25
+    """FGS step as a fraction of the pixel range (Goodfellow et al. on MNIST: 0.25)."""
+    iterations: int | None = None
+    """Fine-tuning iterations per run (None: finetune.iterations)."""
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     """Run name; the default run directory is runs/<name>."""
@@ -131,6 +177,12 @@ class Experiment:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    fig6: Fig6Config | None = None
+    """Fig. 6 (training by PASS range); None: not run."""
+    infimnist: InfimnistConfig | None = None
+    """Table 1's InfiMNIST row and the InfiMNIST adversarial share; None: not run."""
+    goodfellow: GoodfellowConfig | None = None
+    """Table 1's Goodfellow row; None: not run."""
 
 
 def _build(cls, raw, where: str):
@@ -357,3 +409,45 @@ def _validate(exp: Experiment) -> None:
     names = [ts.name for ts in exp.finetune.training_sets]
     if len(set(names)) != len(names):
         raise ValueError("finetune.training_sets: names must be unique")
+    _validate_paper_rows(exp, k)
+
+
+def _validate_paper_rows(exp: Experiment, num_classes: int) -> None:
+    """The sections of Fig. 6, the InfiMNIST row and the Goodfellow row."""
+    if exp.fig6 is not None:
+        f = exp.fig6
+        if not f.ranges:
+            raise ValueError("fig6.ranges: give at least one PASS range, e.g. [[0.8, 0.9]]")
+        for i, r in enumerate(f.ranges):
+            if len(r) != 2 or not 0 <= r[0] < r[1] <= 1:
+                raise ValueError(f"fig6.ranges[{i}]: a range is [low, high] with 0 <= low < high <= 1, got {r}")
+        for j, name in enumerate(f.methods):
+            try:
+                parse_methods(name, num_classes=num_classes)
+            except ValueError as exc:
+                raise ValueError(f"fig6.methods[{j}]: {exc}") from None
+        for key, value in (("fig6.iterations", f.iterations), ("fig6.orderings", f.orderings)):
+            if value is not None and value < 1:
+                raise ValueError(f"{key}: must be >= 1 (or null for the finetune value), got {value}")
+    if exp.infimnist is not None:
+        m = exp.infimnist
+        for key, value in (("infimnist.samples", m.samples), ("infimnist.nets", m.nets),
+                           ("infimnist.iterations", m.iterations)):
+            if value < 1:
+                raise ValueError(f"{key}: must be >= 1, got {value}")
+        if m.first < 70000:
+            raise ValueError(f"infimnist.first: InfiMNIST indices below 70000 are the MNIST images themselves, "
+                             f"got {m.first}; use 70000 for the first deformed digit")
+        if m.data is not None and not Path(m.data).is_dir():
+            raise ValueError(f"infimnist.data: folder {m.data!r} does not exist; give InfiMNIST's data folder, "
+                             "or null for hotcold's fields and tangent vectors")
+    if exp.goodfellow is not None:
+        g = exp.goodfellow
+        if not 0 <= g.alpha <= 1:
+            raise ValueError(f"goodfellow.alpha: must be in [0, 1] (Goodfellow et al. use 0.5), got {g.alpha}")
+        if not 0 < g.eps <= 1:
+            raise ValueError(f"goodfellow.eps: a fraction of the pixel range in (0, 1] (Goodfellow et al.: 0.25), "
+                             f"got {g.eps}")
+        if g.iterations is not None and g.iterations < 1:
+            raise ValueError(f"goodfellow.iterations: must be >= 1 (or null for finetune.iterations), "
+                             f"got {g.iterations}")

@@ -11,6 +11,7 @@ from hotcold.core.classifier import Classifier
 from hotcold.data.records import read_records
 from hotcold.pipeline.stages import log
 from hotcold.report import Example, ExampleGrid
+from hotcold.report.fig6 import ALL_RANGE, FIG6_KEYS
 
 
 def error_rate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
@@ -90,6 +91,21 @@ def table_rows(results: dict) -> list[dict]:
                      "mnist_error_mean": float(mnist_err.mean()), "mnist_error_std": float(mnist_err.std()),
                      "adv_error_mean": float(adv_err.mean()), "adv_error_std": float(adv_err.std()),
                      "train_images": int(np.mean([i["train_images"] for i in infos]))})
+    return rows
+
+
+def fig6_rows(results: dict[str, dict]) -> list[dict]:
+    """Fig. 6's points: per PASS range (by its lower bound, "all" last), mean and std of both errors over its nets."""
+    rows = []
+    labels = {r["set"] for r in results.values()}
+    for label in sorted(labels, key=lambda x: (x == ALL_RANGE, float(x.split("-")[0]) if x != ALL_RANGE else 0)):
+        infos = [r for r in results.values() if r["set"] == label and r["mnist_error"] is not None]
+        if not infos:
+            continue
+        mnist_err = np.array([r["mnist_error"] for r in infos])
+        adv_err = np.array([r["adv_error"] for r in infos])
+        rows.append(dict(zip(FIG6_KEYS, (label, len(infos), float(mnist_err.mean()), float(mnist_err.std()),
+                                         float(adv_err.mean()), float(adv_err.std()), infos[0]["train_images"]))))
     return rows
 
 

@@ -23,8 +23,8 @@ from hotcold._io import atomic_write
 from hotcold.data.mnist import find_mnist_source
 from hotcold.pipeline.config import execution_settings, load_experiment
 from hotcold.pipeline.executor import run_units, topological
+from hotcold.pipeline.graph import build_units
 from hotcold.pipeline.stages import code_version, log
-from hotcold.pipeline.table1 import build_units
 from hotcold.pipeline.units import Unit, read_manifest, result_paths, started_path
 
 RUNS_DIR = Path("runs")

@@ -36,10 +36,11 @@ from hotcold.core.search import SearchSettings
 from hotcold.data.mnist import MnistData, load_mnist, prepare_mnist
 from hotcold.data.records import read_records
 from hotcold.pipeline.config import Experiment
-from hotcold.pipeline.evaluation import adversarial_test_set, error_rate, examples, table_rows
+from hotcold.pipeline.evaluation import adversarial_test_set, error_rate, examples, fig6_rows, table_rows
 from hotcold.pipeline.generation import generate_to_lmdb, merge_unit
 from hotcold.pipeline.units import Unit
 from hotcold.report import write_report
+from hotcold.report.infimnist import SHARE_KEYS
 
 BASE_ROW = "basic LeNet"
 """Table 1's row of the base nets, before any fine-tuning."""
@@ -76,8 +77,9 @@ def build_units(exp: Experiment, *, source: str, progress: bool) -> list[Unit]:
         merge = Unit(f"{stage}/{net}", merge_unit, {"out": folder}, needs=tuple(u.key for u in shards))
         return shards + [merge]
 
-    methods = sorted({m.name for ts in exp.finetune.training_sets for m in
-                      with_scales(parse_methods(ts.methods, num_classes=model.num_classes), exp.generate.scales)})
+    wanted = [ts.methods for ts in exp.finetune.training_sets] + ([exp.fig6.methods] if exp.fig6 else [])
+    methods = sorted({m.name for names in wanted for m in
+                      with_scales(parse_methods(names, num_classes=model.num_classes), exp.generate.scales)})
     if methods:
         for net in base:
             units += generation("generate", f"generate/{net}", net, "train", exp.generate.source_images, methods,
@@ -188,18 +190,29 @@ def finetune_unit(run: Path, inputs: dict, *, model: str, set: str, methods: lis
                   seed: int, iterations: int, mix_originals: bool, lr_schedule: str, base_iter: int | None,
                   snapshot_every: int, device: str = "cpu", progress: bool = False, source: str = "") -> dict:
     """Base net ``net`` fine-tuned on one random ordering of a training set (Sec. 5.2)."""
-    data, generated = inputs["data"], inputs[f"generate/{net}"]
-    records = read_records(run / generated["metadata"])
+    records = read_records(run / inputs[f"generate/{net}"]["metadata"])
     keys = sorted(records.key[np.isin(records.method, methods)].tolist())
+    return finetune_on_keys(run, inputs, keys, model=model, set=set, folder=f"finetune/{set}", net=net,
+                            ordering=ordering, seed=seed, iterations=iterations, mix_originals=mix_originals,
+                            lr_schedule=lr_schedule, base_iter=base_iter, snapshot_every=snapshot_every,
+                            device=device, progress=progress)
+
+
+def finetune_on_keys(run: Path, inputs: dict, keys: list[str], *, model: str, set: str, folder: str, net: str,
+                     ordering: int, seed: int, iterations: int, mix_originals: bool, lr_schedule: str,
+                     base_iter: int | None, snapshot_every: int, device: str, progress: bool) -> dict:
+    """Base net ``net`` fine-tuned on the generated images ``keys`` (plus the originals when ``mix_originals``),
+    in the random order ``seed``, into ``<folder>/<net>_order<ordering>`` (Sec. 5.2)."""
+    data, generated = inputs["data"], inputs[f"generate/{net}"]
     result = {"set": set, "base": net, "train_images": len(keys), "weights": None}
     if not keys:
         return result  # no generated image of this set on this net: the row leaves it out
-    mix = run / "finetune" / set / f"{net}_order{ordering}.lmdb"
+    mix = run / folder / f"{net}_order{ordering}.lmdb"
     if not (mix / "data.mdb").is_file():
         sources = [run / generated["lmdb"]] + ([run / data["train_lmdb"]] if mix_originals else [])
         write_shuffled_mix(mix, sources, seed=seed, select=[keys] + [None] * (len(sources) - 1))
     schedule = {"lr_schedule": lr_schedule, "base_iter": base_iter}
-    trained = train(model, run / "finetune" / set / f"{net}_order{ordering}",
+    trained = train(model, run / folder / f"{net}_order{ordering}",
                     _solver(seed, iterations, snapshot_every, **schedule), train_lmdb=mix,
                     test_lmdb=run / data["test_lmdb"], init_weights=run / inputs[f"train/{net}"]["weights"],
                     progress=progress, device=device)
@@ -239,11 +252,19 @@ def evaluate_unit(run: Path, inputs: dict, *, model: str, device: str = "cpu", p
 
 
 def report_unit(run: Path, inputs: dict, *, example_source: int | None, types: list[str], source: str = "") -> dict:
-    """Table 1 and the figures into ``report/``."""
+    """Table 1 and the figures into ``report/``; with Fig. 6 (``fig6/`` units) and the InfiMNIST share
+    (``infimnist/share/`` units) when the graph has them (:mod:`hotcold.pipeline.graph`)."""
     testset = inputs["evaluate/testset"]
-    results = {k: v for k, v in inputs.items() if k != "evaluate/testset" and v["mnist_error"] is not None}
+    split = inputs.get("fig6/split")
+    shares = [v for k, v in inputs.items() if k.startswith("infimnist/share/")]
+    evaluations = {k: v for k, v in inputs.items() if k.startswith("evaluate/") and k != "evaluate/testset"}
+    fig6 = {k: v for k, v in evaluations.items() if k.startswith("evaluate/fig6/")}
+    results = {k: v for k, v in evaluations.items() if k not in fig6 and v["mnist_error"] is not None}
     metadata = [str(run / m) for m in testset["metadata"]]
     grid = examples(metadata[0], _mnist(source).test_images, example_source, types)
-    paths = write_report(run / "report", table_rows(results), metadata, examples=grid)
+    paths = write_report(run / "report", table_rows(results), metadata, examples=grid,
+                         fig6=fig6_rows(fig6) if fig6 else None,
+                         fig6_images=split["images_per_range"] if split else 0,
+                         infimnist_share=[{k: s[k] for k in SHARE_KEYS} for s in shares] or None)
     return {"files": [str(Path(p).relative_to(run.resolve())) for p in paths]}
 

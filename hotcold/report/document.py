@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from hotcold._io import atomic_write
 from hotcold.data.records import read_records
+from hotcold.report.fig6 import fig6_markdown, plot_fig6, write_fig6_csv
 from hotcold.report.figures import ExampleGrid, plot_examples, plot_metrics, plot_pass_distributions
+from hotcold.report.infimnist import share_markdown, write_share_csv
 from hotcold.report.summary import Groups, method_groups, summarize_metadata, summary_markdown
 from hotcold.report.table1 import checked_rows, table1_markdown, write_table1
 
@@ -21,6 +23,9 @@ def write_report(
     *,
     groups: Groups | None = None,
     accepted_only: bool = False,
+    fig6: Sequence[Mapping[str, object]] | None = None,
+    fig6_images: int = 0,
+    infimnist_share: Sequence[Mapping[str, object]] | None = None,
 ) -> list[Path]:
     """Write Table 1, Fig. 4, Fig. 5 (and Fig. 2) and a ``report.md`` tying them together.
 
@@ -49,6 +54,14 @@ def write_report(
         Summarize and plot only images accepted by Eq. 5 (``accepted``
         column); by default every generated image counts, so the figures show
         the whole PASS range as the paper's do.
+    fig6, fig6_images:
+        Fig. 6's points (:data:`hotcold.report.fig6.FIG6_KEYS`) and the training
+        images per range: ``fig6.png``, ``fig6.csv`` and a section with the
+        paper's claims beside them. None: no Fig. 6.
+    infimnist_share:
+        Per base net, the share of adversarials among InfiMNIST samples
+        (:data:`hotcold.report.infimnist.SHARE_KEYS`): ``infimnist_share.csv``
+        and a section beside the paper's 2.199 ± 0.132%. None: none.
 
     Returns
     -------
@@ -88,6 +101,17 @@ def write_report(
         for name, plot, title in figures:
             written.append(plot(meta, out_dir / name, groups=groups))
             parts.append(f"### {title}\n\n![{title}]({name})\n")
+    if infimnist_share:
+        written.append(write_share_csv(infimnist_share, out_dir / "infimnist_share.csv"))
+        parts += ["## Adversarials among InfiMNIST samples (Sec. 2)\n", share_markdown(infimnist_share),
+                  "Share: the fraction of the samples a base net does not classify as their label. "
+                  "Data: [infimnist_share.csv](infimnist_share.csv).\n"]
+    if fig6:
+        written.append(write_fig6_csv(fig6, out_dir / "fig6.csv"))
+        written.append(plot_fig6(fig6, out_dir / "fig6_pass_ranges.png", images_per_range=fig6_images))
+        title = "Fig. 6: training by PASS range"
+        parts += [f"## {title}\n", fig6_markdown(fig6, images_per_range=fig6_images),
+                  f"Data: [fig6.csv](fig6.csv).\n\n![{title}](fig6_pass_ranges.png)\n"]
     if examples is not None:
         title = "Fig. 2: generated images and perturbations"
         written.append(plot_examples(examples.original, examples.examples, out_dir / "fig2_examples.png",

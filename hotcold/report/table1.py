@@ -22,7 +22,8 @@ class PaperResult:
     """One row of the paper's Table 1, in percent as printed there."""
 
     mnist_error: float
-    mnist_error_std: float
+    mnist_error_std: float | None
+    """None where the paper prints no std (the Goodfellow row, quoted from Goodfellow et al.)."""
     adv_error: float
 
 
@@ -33,12 +34,15 @@ PAPER_TABLE1: dict[str, PaperResult] = {
     "FGV": PaperResult(0.697, 0.031, 29.61),
     "HC-D-5": PaperResult(0.723, 0.047, 21.52),
     "HC-S-5": PaperResult(0.733, 0.032, 29.29),
+    "Goodfellow et al.": PaperResult(0.782, None, 17.9),
     "FGS": PaperResult(0.790, 0.122, 31.06),
     "Basic LeNet": PaperResult(0.937, 0.110, 64.21),
 }
 """Rozsa et al. 2016, Table 1: MNIST test error (mean, std over 9 nets) and
-adversarial test error, in percent. Goodfellow et al.'s row (.782%, 17.9%) is
-left out: it trained with a modified objective, not on a set of images."""
+adversarial test error, in percent. The Goodfellow row is marked * there: it is
+quoted from Goodfellow et al. (a maxout net trained with their adversarial
+objective), with no std. A row named ``InfiMNIST (<N>)`` is set beside the
+paper's "InfiMNIST (1M)" whatever its N (the Added images column says N)."""
 
 TABLE1_KEYS = ("training_data", "nets", "mnist_error_mean", "mnist_error_std",
                "adv_error_mean", "adv_error_std", "train_images")
@@ -59,8 +63,18 @@ _PAPER_BY_NAME = {_normalized(name): result for name, result in PAPER_TABLE1.ite
 
 
 def _paper_result(training_data: str) -> PaperResult | None:
-    """The paper's row for ``training_data``, matched ignoring case and extra spaces."""
-    return _PAPER_BY_NAME.get(_normalized(training_data))
+    """The paper's row for ``training_data``, matched ignoring case and extra spaces (InfiMNIST at any size)."""
+    name = _normalized(training_data)
+    if name.startswith("infimnist ("):
+        name = _normalized("InfiMNIST (1M)")
+    return _PAPER_BY_NAME.get(name)
+
+
+def _paper_cell(paper: PaperResult | None) -> str:
+    if paper is None:
+        return "—"
+    std = "" if paper.mnist_error_std is None else f" ± {paper.mnist_error_std:.3f}%"
+    return f"{paper.mnist_error:.3f}%{std} / {paper.adv_error:.2f}%"
 
 
 def checked_rows(rows: Iterable[Mapping[str, object]]) -> list[dict[str, object]]:
@@ -140,11 +154,7 @@ def table1_markdown(rows: Iterable[Mapping[str, object]], *, reference: bool = T
             f"{row['train_images']:,}",
         ]
         if reference:
-            paper = _paper_result(row["training_data"])
-            cells.append(
-                "—" if paper is None
-                else f"{paper.mnist_error:.3f}% ± {paper.mnist_error_std:.3f}% / {paper.adv_error:.2f}%"
-            )
+            cells.append(_paper_cell(_paper_result(row["training_data"])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -176,7 +186,8 @@ def write_table1(rows: Iterable[Mapping[str, object]], out_dir: str | os.PathLik
         paper = _paper_result(row["training_data"])
         paper_cells = (
             ["", "", ""] if paper is None
-            else [paper.mnist_error / 100, paper.mnist_error_std / 100, paper.adv_error / 100]
+            else [paper.mnist_error / 100, "" if paper.mnist_error_std is None else paper.mnist_error_std / 100,
+                  paper.adv_error / 100]
         )
         writer.writerow([*(row[k] for k in TABLE1_KEYS), *paper_cells])
     atomic_write(csv_path, text.getvalue().encode())

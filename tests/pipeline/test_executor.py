@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,9 @@ finetune:
 evaluate: {{types: [FGS, HC-D-1], per_type: 10, source_images: 40}}
 execution: {{shard_images: 20}}
 data: {{source: {source}}}
+fig6: {{ranges: [[0.5, 0.9], [0.9, 1.0]], methods: [FGS, HC-D-1], iterations: 20}}
+infimnist: {{samples: 1000, nets: 1, iterations: 40}}
+goodfellow: {{iterations: 60}}
 """
 
 
@@ -123,6 +127,28 @@ def test_processes_executor_gives_the_same_tables_and_lmdbs(tiny, local_run):
     dask_run = run_experiment(tiny, out=tiny.parent / "processes", progress=False, executor="processes", workers=2)
     report = _compare(local_run, dask_run)
     assert report.strip().endswith("ALL IDENTICAL"), report
+
+
+def test_a_run_killed_during_adversarial_training_resumes_to_the_same_results(tiny, local_run, tmp_path):
+    """SIGKILL `hotcold run` inside a Goodfellow unit after its first snapshot; the same command finishes the
+    run, and every table, LMDB and weight file equals the uninterrupted run's."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "hotcold.cli", "run", str(tiny), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    snapshot = out / "goodfellow" / "base0_order0" / "snapshot_iter_50.solverstate"
+    deadline = time.time() + 300
+    while time.time() < deadline and not snapshot.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert snapshot.exists() and read_manifest(out, "goodfellow/base0_order0") is None, "the kill must land mid-unit"
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    record = json.loads((out / "goodfellow" / "base0_order0" / "train.json").read_text())
+    assert record["complete"] and record["settings"]["objective"]["name"] == "goodfellow"
+    report = _compare(local_run, out)
+    assert report.strip().endswith("ALL IDENTICAL"), report
+    for name in ("fig6.csv", "infimnist_share.csv"):
+        assert f"report/{name}: identical" in report
 
 
 def test_export_import_finishes_a_run_stopped_halfway(tiny, local_run, tmp_path):

@@ -114,6 +114,18 @@ def test_bad_yaml_is_rejected_naming_the_key(tmp_path, monkeypatch):
         "evaluate: {types: [HC-D-12]}": r"evaluate.types\[0\]: .*at most 9",
         "data: {source: /no/such/dir}": r"data.source: folder '/no/such/dir' does not exist",
         "seed: 1": r"name: missing required key",
+        "fig6: {ranges: [[0.7, 0.6]]}": r"fig6.ranges\[0\]: a range is \[low, high\] with 0 <= low < high <= 1",
+        "fig6: {ranges: [[0.5, 0.6, 0.7]]}": r"fig6.ranges\[0\]: a range is \[low, high\]",
+        "fig6: {ranges: []}": r"fig6.ranges: give at least one PASS range",
+        "fig6: {methods: [FGX]}": r"fig6.methods\[0\]: unknown method",
+        "fig6: {iterations: 0}": r"fig6.iterations: must be >= 1 \(or null",
+        "fig6: {range: [[0.5, 0.6]]}": r"fig6.range: unknown key; valid keys here: include_all, iterations",
+        "infimnist: {first: 100}": r"infimnist.first: InfiMNIST indices below 70000 are the MNIST images",
+        "infimnist: {samples: 0}": r"infimnist.samples: must be >= 1, got 0",
+        "infimnist: {data: /no/infimnist}": r"infimnist.data: folder '/no/infimnist' does not exist",
+        "goodfellow: {alpha: 1.5}": r"goodfellow.alpha: must be in \[0, 1\] \(Goodfellow et al. use 0.5\)",
+        "goodfellow: {eps: 0}": r"goodfellow.eps: a fraction of the pixel range in \(0, 1\]",
+        "goodfellow: {eps: big}": r"goodfellow.eps: expected a number",
     }
     for body, message in cases.items():
         path = tmp_path / "bad.yaml"

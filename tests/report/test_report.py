@@ -250,3 +250,69 @@ def test_write_report_missing_column(tmp_path: Path) -> None:
     path = write_metadata(tmp_path / "bad.csv", {"FGS": 2}, drop="pass_score")
     with pytest.raises(ValueError, match="'pass_score' is missing"):
         write_report(tmp_path / "out", ROWS, [path])
+
+
+# ----------------------------------------------------------------------------- the rows and figure of issue 12
+
+def test_table1_sets_the_goodfellow_and_infimnist_rows_beside_the_papers() -> None:
+    rows = [{"training_data": "Goodfellow et al.", "nets": 9, "mnist_error_mean": 0.008, "mnist_error_std": 0.001,
+             "adv_error_mean": 0.2, "adv_error_std": 0.01, "train_images": 0},
+            {"training_data": "InfiMNIST (20K)", "nets": 3, "mnist_error_mean": 0.009, "mnist_error_std": 0.001,
+             "adv_error_mean": 0.5, "adv_error_std": 0.01, "train_images": 20000}]
+    text = table1_markdown(rows)
+    assert "| Goodfellow et al. | 0.800% ± 0.100% | 20.000% ± 1.000% | 9 | 0 | 0.782% / 17.90% |" in text
+    assert "| InfiMNIST (20K) |" in text and "| 20,000 | 0.697% ± 0.021% / 48.35% |" in text
+    assert PAPER_TABLE1["Goodfellow et al."].mnist_error_std is None
+
+
+def test_goodfellow_paper_row_has_an_empty_std_in_the_csv(tmp_path: Path) -> None:
+    rows = [{"training_data": "Goodfellow et al.", "nets": 1, "mnist_error_mean": 0.008, "mnist_error_std": 0.0,
+             "adv_error_mean": 0.2, "adv_error_std": 0.0, "train_images": 0}]
+    _, csv_path = write_table1(rows, tmp_path)
+    (line,) = list(csv.DictReader(csv_path.open()))
+    assert (line["paper_mnist_error_mean"], line["paper_mnist_error_std"]) == ("0.00782", "")
+
+
+FIG6_ROWS = [{"pass_range": label, "nets": 3, "mnist_error_mean": m, "mnist_error_std": 0.0005,
+              "adv_error_mean": a, "adv_error_std": 0.01, "train_images": 1200}
+             for label, m, a in (("0.5-0.6", 0.007, 0.3), ("0.8-0.9", 0.0065, 0.2), ("0.9-1.0", 0.008, 0.45),
+                                 ("all", 0.0068, 0.25))]
+
+
+def test_fig6_markdown_states_the_papers_claims_and_whether_the_run_shows_them() -> None:
+    from hotcold.report.fig6 import fig6_markdown
+
+    text = fig6_markdown(FIG6_ROWS, images_per_range=1200)
+    assert "Fine-tuned on 1,200 generated images per PASS range" in text
+    assert "| [0.9, 1.0] | 0.800% ± 0.050% | 45.00% ± 1.00% | 3 |" in text
+    assert "| [0.5, 0.6) |" in text and "| all |" in text
+    assert "highest MNIST test error | yes ([0.9, 1.0]) |" in text
+    flipped = [dict(r, adv_error_mean=0.1) if r["pass_range"] == "0.9-1.0" else r for r in FIG6_ROWS]
+    assert "highest adversarial test error | no |" in fig6_markdown(flipped, images_per_range=1200)
+
+
+def test_write_report_adds_fig6_and_the_infimnist_share(metadata_csv: Path, tmp_path: Path) -> None:
+    shares = [{"base": f"base{i}", "samples": 1000, "misclassified": 20 + i, "share": (20 + i) / 1000}
+              for i in range(3)]
+    paths = write_report(tmp_path, ROWS, [metadata_csv], fig6=FIG6_ROWS, fig6_images=1200, infimnist_share=shares)
+    names = {p.name for p in paths}
+    assert {"fig6.csv", "fig6_pass_ranges.png", "infimnist_share.csv"} <= names
+    assert (tmp_path / "fig6_pass_ranges.png").read_bytes().startswith(PNG_MAGIC)
+    report = (tmp_path / "report.md").read_text()
+    assert "| 1,000 | 3 | 2.100% ± 0.082% | 2.199% ± 0.132% |" in report
+    assert "## Fig. 6: training by PASS range" in report
+    lines = (tmp_path / "fig6.csv").read_text().splitlines()
+    assert lines[0] == "pass_range,nets,mnist_error_mean,mnist_error_std,adv_error_mean,adv_error_std,train_images"
+    assert lines[3] == "0.9-1.0,3,0.008,0.0005,0.45,0.01,1200"
+
+
+def test_fig6_and_share_reject_malformed_rows(tmp_path: Path) -> None:
+    from hotcold.report.fig6 import plot_fig6
+    from hotcold.report.infimnist import share_markdown
+
+    with pytest.raises(ValueError, match="Fig. 6 needs at least one PASS range"):
+        plot_fig6([], tmp_path / "f.png", images_per_range=1)
+    with pytest.raises(ValueError, match=r"Fig. 6 row 0: keys .* exactly the keys"):
+        plot_fig6([{"pass_range": "all"}], tmp_path / "f.png", images_per_range=1)
+    with pytest.raises(ValueError, match="at least one base net"):
+        share_markdown([])
