@@ -6,7 +6,9 @@ usage: .venv/bin/python benchmarks/bench_generation_scale.py [--weights W] [--si
 For each size, a fresh process runs ``generate_to_lmdb`` (directions, the line
 search, PASS, the LMDB and metadata writes: the generate unit of a run) on the
 first N MNIST training images and reports its wall time, adversarials/s and
-peak resident memory (``ru_maxrss``). Linear cost means the rate stays flat.
+peak resident memory: the process's own (``ru_maxrss``) and, sampled from
+``/proc`` every 0.5 s, that of the process and its PASS worker processes
+together (Linux). Linear cost means the rate stays flat.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,13 +47,44 @@ def main() -> None:
     parser.add_argument("--mnist", default=os.environ.get("HOTCOLD_MNIST_DIR", ""))
     args = parser.parse_args()
     print(f"methods: {' '.join(args.methods)}; chunks of 500 originals; one process per size\n")
-    print("| source images | generated | seconds | adversarials/s | peak memory (MiB) |\n|---:|---:|---:|---:|---:|")
+    print("| source images | generated | seconds | adversarials/s | peak memory (MiB) | peak, with PASS workers (MiB) |"
+          "\n|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            done = subprocess.run([sys.executable, "-c", _CHILD, args.weights, str(n), str(Path(tmp) / "gen"),
-                                   " ".join(args.methods), args.mnist], capture_output=True, text=True, check=True)
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"| {n} | {r['images']} | {r['seconds']:.0f} | {r['images'] / r['seconds']:.0f} | {r['peak_mib']:.0f} |")
+            child = subprocess.Popen([sys.executable, "-c", _CHILD, args.weights, str(n), str(Path(tmp) / "gen"),
+                                      " ".join(args.methods), args.mnist], stdout=subprocess.PIPE, text=True)
+            tree_peak = 0
+            while child.poll() is None:
+                tree_peak = max(tree_peak, _tree_rss_kib(child.pid))
+                time.sleep(0.5)
+            out, _ = child.communicate()
+            if child.returncode:
+                raise SystemExit(f"the generation of {n} images failed (exit status {child.returncode})")
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {n} | {r['images']} | {r['seconds']:.0f} | {r['images'] / r['seconds']:.0f} | {r['peak_mib']:.0f} | "
+              f"{tree_peak / 1024:.0f} |")
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """Resident memory (KiB) of a process and all its descendants (the PASS worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        children.setdefault(int(fields["PPid"]), []).append(int(entry.name))
+        rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss.get(p, 0)
+        stack += children.get(p, [])
+    return total
 
 
 if __name__ == "__main__":
