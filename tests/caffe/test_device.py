@@ -1,0 +1,66 @@
+"""Device selection: what the build can do, and a GPU asked for where there is none is an error naming the fix."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotcold.caffe import runtime
+from hotcold.cli import main
+from hotcold.pipeline.config import load_experiment
+
+
+@pytest.fixture
+def cpu_only_build():
+    if runtime.cuda_status().built_with_cuda:
+        pytest.skip("this pycaffe is a CUDA build")
+
+
+def test_cuda_status_of_a_cpu_only_build(cpu_only_build):
+    status = runtime.cuda_status()
+    assert status.runtime_version is None and status.devices == ()
+    assert "CPU-only" in status.problem and "bash scripts/setup.sh --cuda" in status.problem
+    assert runtime.check_device("cpu") == "cpu"
+
+
+def test_doctor_says_whether_the_build_has_cuda(cpu_only_build):
+    done = subprocess.run([str(Path(sys.executable).parent / "hotcold"), "doctor"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CUDA" in done.stdout and "not in this build (CPU only); for GPUs: bash scripts/setup.sh --cuda" \
+        in done.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "--weights", "missing.caffemodel", "--images", "missing", "--out", "OUT", "--gpu", "0"],
+    ["generate", "--weights", "missing.caffemodel", "--images", "missing", "--out", "OUT", "--device", "gpu"],
+    ["run", "mnist_quick", "--out", "OUT", "--gpu", "1"],
+])
+def test_cli_gpu_on_a_cpu_only_build(argv, cpu_only_build, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(out) if a == "OUT" else a for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "this Caffe build is CPU-only; build and link the CUDA one with: bash scripts/setup.sh --cuda" in err
+    assert not out.exists()
+
+
+def test_yaml_device_on_a_cpu_only_build(cpu_only_build, tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text("name: gpu_run\ndevice: gpu:0\n")
+    with pytest.raises(ValueError, match=r"device: device 'gpu:0' asked for, but this Caffe build is CPU-only.*"
+                                         r"bash scripts/setup.sh --cuda"):
+        load_experiment(path)
+
+
+def test_missing_gpu_of_a_cuda_build_is_an_error_not_an_abort(monkeypatch):
+    # A CUDA build on a machine without the GPU: set_device refuses before Caffe's CUDA_CHECK could abort.
+    no_driver = runtime.CudaStatus(True, "13.0", None, (), "no NVIDIA driver found (libcuda.so.1)")
+    monkeypatch.setattr(runtime, "cuda_status", lambda: no_driver)
+    with pytest.raises(RuntimeError, match=r"'gpu:1' asked for, but the CUDA runtime sees 0 GPU\(s\): no NVIDIA "
+                                           r"driver found"):
+        runtime.set_device("gpu:1")
+    one = runtime.CudaStatus(True, "13.0", "13.0", (runtime.CudaDevice(0, "Tesla T4", "7.5"),), "")
+    monkeypatch.setattr(runtime, "cuda_status", lambda: one)
+    with pytest.raises(RuntimeError, match=r"sees 1 GPU\(s\): gpu:0 \(Tesla T4\)"):
+        runtime.set_device("gpu:1")
