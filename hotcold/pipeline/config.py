@@ -239,8 +239,11 @@ def find_experiment(name_or_path: str | os.PathLike) -> Path:
                      f"built-in: {', '.join(builtin_experiments())}")
 
 
-def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
+def load_experiment(name_or_path: str | os.PathLike, *, device: str | None = None) -> Experiment:
     """Load and validate an experiment (a built-in name or a YAML path) before any work starts.
+
+    ``device`` replaces the YAML's ``device:`` before validation (``hotcold run --gpu N`` / ``--device``), so a
+    GPU experiment can run with ``device="cpu"`` on a CPU-only build.
 
     Raises
     ------
@@ -253,6 +256,8 @@ def load_experiment(name_or_path: str | os.PathLike) -> Experiment:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
     exp = _build(Experiment, raw, "")
+    if device is not None:
+        exp = dataclasses.replace(exp, device=device)
     _validate(exp)
     return exp
 

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from hotcold._guard import RECORD_NAME, DirectoryLock, OutputDirError, claim, differences
 from hotcold._io import atomic_write
-from hotcold.caffe.runtime import check_device
 from hotcold.data.mnist import find_mnist_source
 from hotcold.pipeline.config import execution_settings, load_experiment
 from hotcold.pipeline.executor import run_units, topological
@@ -67,9 +66,7 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
         Override the YAML's ``device:`` (``cpu``, ``gpu`` or ``gpu:N``) for the units that run Caffe here.
         Not part of any unit's config: a unit's result does not name the device it ran on.
     """
-    exp = load_experiment(experiment)
-    if device is not None:
-        exp = dataclasses.replace(exp, device=check_device(device))
+    exp = load_experiment(experiment, device=device)
     settings = execution_settings(exp, executor=executor, workers=workers, scheduler=scheduler)
     if max_hours is not None and not max_hours > 0:
         raise ValueError(f"--max-hours must be > 0, got {max_hours}")

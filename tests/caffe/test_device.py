@@ -53,6 +53,14 @@ def test_yaml_device_on_a_cpu_only_build(cpu_only_build, tmp_path):
         load_experiment(path)
 
 
+def test_cli_device_replaces_the_yaml_device_before_it_is_checked(cpu_only_build, tmp_path):
+    path = tmp_path / "gpu.yaml"
+    path.write_text("name: gpu_run\ndevice: gpu:0\n")
+    assert load_experiment(path, device="cpu").device == "cpu"
+    with pytest.raises(ValueError, match="device 'gpu:2' asked for, but this Caffe build is CPU-only"):
+        load_experiment("mnist_quick", device="gpu:2")
+
+
 def test_missing_gpu_of_a_cuda_build_is_an_error_not_an_abort(monkeypatch):
     # A CUDA build on a machine without the GPU: set_device refuses before Caffe's CUDA_CHECK could abort.
     no_driver = runtime.CudaStatus(True, "13.0", None, (), "no NVIDIA driver found (libcuda.so.1)")
