@@ -1,13 +1,16 @@
 """Device selection: what the build can do, and a GPU asked for where there is none is an error naming the fix."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hotcold.caffe import runtime
+from hotcold.caffe.zoo import load_model
 from hotcold.cli import main
 from hotcold.pipeline.config import load_experiment
 
@@ -16,6 +19,14 @@ from hotcold.pipeline.config import load_experiment
 def cpu_only_build():
     if runtime.cuda_status().built_with_cuda:
         pytest.skip("this pycaffe is a CUDA build")
+
+
+@pytest.fixture
+def cuda_build_without_gpu():
+    status = runtime.cuda_status()
+    if not status.built_with_cuda or status.devices:
+        pytest.skip("needs the CUDA build on a machine without a GPU (CI runs tests/caffe so)")
+    return status
 
 
 def test_cuda_status_of_a_cpu_only_build(cpu_only_build):
@@ -59,6 +70,17 @@ def test_cli_device_replaces_the_yaml_device_before_it_is_checked(cpu_only_build
     assert load_experiment(path, device="cpu").device == "cpu"
     with pytest.raises(ValueError, match="device 'gpu:2' asked for, but this Caffe build is CPU-only"):
         load_experiment("mnist_quick", device="gpu:2")
+
+
+def test_cuda_build_without_gpu_reports_why_and_refuses_the_gpu(cuda_build_without_gpu, lenet_weights):
+    assert cuda_build_without_gpu.runtime_version.startswith("13.")
+    assert cuda_build_without_gpu.problem
+    assert runtime.check_device("gpu:0") == "gpu:0"  # the build can; this machine cannot
+    with pytest.raises(RuntimeError, match=r"'gpu:0' asked for, but the CUDA runtime sees 0 GPU\(s\): "
+                                           + re.escape(cuda_build_without_gpu.problem)):
+        load_model("lenet").classifier(lenet_weights, device="gpu:0")
+    # ... while the CPU path of the same build works (training included: the lenet_weights fixture).
+    assert load_model("lenet").classifier(lenet_weights).classify(np.zeros((2, 28, 28), np.uint8)).shape == (2,)
 
 
 def test_missing_gpu_of_a_cuda_build_is_an_error_not_an_abort(monkeypatch):
