@@ -340,7 +340,7 @@ mkdir -p "$work/build"
 start=$(date +%s)
 (cd "$work/build" && cmake "$src" "${cmake_args[@]}" > "$work/cmake.log" 2>&1) \
   || die "cmake failed; see $work/cmake.log"
-say "building with $jobs jobs (CPU: about 4 minutes on 2 cores, CUDA: about 17 per architecture; log: $work/make.log)"
+say "building with $jobs jobs (on 2 cores about 4 minutes for the CPU build, 17 for CUDA with one architecture, 30 with five; log: $work/make.log)"
 (cd "$work/build" && make -j"$jobs" caffe pycaffe > "$work/make.log" 2>&1) \
   || { tail -20 "$work/make.log" >&2; die "make failed; see $work/make.log"; }
 rm -rf "$prefix"
