@@ -34,14 +34,17 @@ def _cmd_pass(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from hotcold.caffe.runtime import check_device
+    from hotcold.caffe.runtime import check_device, require_gpu
     from hotcold.caffe.zoo import load_model
     from hotcold.core.methods import parse_methods
     from hotcold.core.search import SearchSettings
     from hotcold.data.image_sets import load_image_set
     from hotcold.pipeline.generation import generate_to_lmdb
 
-    args.device = check_device(args.device or "cpu")  # a GPU on a CPU-only build fails before any image is read
+    # A GPU on a CPU-only build, or one this machine lacks, fails before any image is read.
+    args.device = check_device(args.device or "cpu")
+    if args.device != "cpu" and args.executor in (None, "local", "processes"):
+        require_gpu(args.device)
     model = load_model(args.model)
     try:
         parse_methods(args.methods, num_classes=model.num_classes)  # fail fast on a bad name

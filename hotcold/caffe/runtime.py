@@ -196,6 +196,29 @@ def check_device(device: str) -> str:
     return device
 
 
+def require_gpu(device: str) -> int:
+    """The index of GPU ``device`` (``"gpu"`` or ``"gpu:N"``) after checking that this machine has it.
+
+    :func:`set_device` calls it; ``hotcold run`` calls it before any unit starts when the units run on this
+    machine.
+
+    Raises
+    ------
+    ValueError
+        As :func:`check_device`.
+    RuntimeError
+        When the CUDA runtime does not see the GPU, with the GPUs it sees or why there are none.
+    """
+    check_device(device)
+    index = int(device.partition(":")[2] or 0)
+    status = cuda_status()
+    if index >= len(status.devices):
+        seen = ", ".join(f"gpu:{d.index} ({d.name})" for d in status.devices) or status.problem
+        raise RuntimeError(f"device {device!r} asked for, but the CUDA runtime sees {len(status.devices)} GPU(s): "
+                           f"{seen}")
+    return index
+
+
 _thread_state = threading.local()
 
 
@@ -221,12 +244,6 @@ def set_device(device: str) -> None:
     if device == "cpu":
         caffe.set_mode_cpu()
     else:
-        index = int(device.partition(":")[2] or 0)
-        status = cuda_status()
-        if index >= len(status.devices):
-            seen = ", ".join(f"gpu:{d.index} ({d.name})" for d in status.devices) or status.problem
-            raise RuntimeError(f"device {device!r} asked for, but the CUDA runtime sees "
-                               f"{len(status.devices)} GPU(s): {seen}")
-        caffe.set_device(index)
+        caffe.set_device(require_gpu(device))
         caffe.set_mode_gpu()
     _thread_state.device = device

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hotcold._guard import RECORD_NAME, DirectoryLock, OutputDirError, claim, differences
 from hotcold._io import atomic_write
+from hotcold.caffe.runtime import require_gpu
 from hotcold.data.mnist import find_mnist_source
 from hotcold.pipeline.config import execution_settings, load_experiment
 from hotcold.pipeline.executor import run_units, topological
@@ -68,6 +69,8 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
     """
     exp = load_experiment(experiment, device=device)
     settings = execution_settings(exp, executor=executor, workers=workers, scheduler=scheduler)
+    if exp.device != "cpu" and settings.executor in ("local", "processes"):
+        require_gpu(exp.device)  # the units run here: a missing GPU fails now, not after the data unit
     if max_hours is not None and not max_hours > 0:
         raise ValueError(f"--max-hours must be > 0, got {max_hours}")
     version = code_version()  # the code that runs now, whatever is committed meanwhile

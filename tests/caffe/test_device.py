@@ -94,3 +94,16 @@ def test_missing_gpu_of_a_cuda_build_is_an_error_not_an_abort(monkeypatch):
     monkeypatch.setattr(runtime, "cuda_status", lambda: one)
     with pytest.raises(RuntimeError, match=r"sees 1 GPU\(s\): gpu:0 \(Tesla T4\)"):
         runtime.set_device("gpu:1")
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "mnist_quick", "--out", "OUT", "--gpu", "1"],
+    ["generate", "--weights", "missing.caffemodel", "--images", "missing", "--out", "OUT", "--gpu", "1"],
+])
+def test_cli_missing_gpu_fails_before_any_work(argv, monkeypatch, tmp_path, capsys):
+    one = runtime.CudaStatus(True, "13.0", "13.0", (runtime.CudaDevice(0, "Tesla T4", "7.5"),), "")
+    monkeypatch.setattr(runtime, "cuda_status", lambda: one)
+    out = tmp_path / "out"
+    assert main([str(out) if a == "OUT" else a for a in argv]) == 2
+    assert "'gpu:1' asked for, but the CUDA runtime sees 1 GPU(s): gpu:0 (Tesla T4)" in capsys.readouterr().err
+    assert not out.exists()
