@@ -141,9 +141,14 @@ def cuda_status() -> CudaStatus:
     reports the reason. Cached for the process.
     """
     import_caffe()
+    # build.sh's BUILDINFO decides (another library of the process may have loaded a libcudart); for a pycaffe
+    # built elsewhere, whether the CUDA runtime came in with it.
+    mode = build_info().get("mode")
     path = _loaded_library("libcudart.so")
-    if path is None:
+    if mode == "cpu" or (mode is None and path is None):
         return CudaStatus(False, None, None, (), f"this Caffe build is CPU-only; for GPUs run: {CUDA_SETUP}")
+    if path is None:
+        return CudaStatus(True, None, None, (), f"the CUDA build's libcudart is not loaded; rebuild: {CUDA_SETUP}")
     cudart = ctypes.CDLL(path)
     cudart.cudaGetErrorString.restype = ctypes.c_char_p
     value = ctypes.c_int()
