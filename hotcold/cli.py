@@ -34,6 +34,7 @@ def _cmd_pass(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from hotcold.caffe.runtime import check_device, require_gpu
     from hotcold.caffe.zoo import load_model
     from hotcold.core.methods import parse_methods
     from hotcold.core.search import SearchSettings
@@ -41,6 +42,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from hotcold.data.imagenet import crop_to_input
     from hotcold.pipeline.generation import generate_to_lmdb
 
+    # A GPU on a CPU-only build, or one this machine lacks, fails before any image is read.
+    args.device = check_device(args.device or "cpu")
+    if args.device != "cpu" and args.executor in (None, "local", "processes"):
+        require_gpu(args.device)
     model = load_model(args.model)
     if args.weights is None:
         args.weights = str(model.installed_weights())
@@ -202,7 +207,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     run_experiment(args.experiment, out=args.out, progress=not args.quiet, overwrite=args.overwrite,
                    executor=args.executor, workers=args.workers, scheduler=args.scheduler, units=args.units,
-                   max_hours=args.max_hours, export=args.export, import_from=args.import_from)
+                   max_hours=args.max_hours, export=args.export, import_from=args.import_from,
+                   device=args.device)
     return 0
 
 
@@ -252,6 +258,22 @@ def _device(text: str) -> str:
     return text
 
 
+def _gpu(text: str) -> str:
+    """An argparse type: ``--gpu N`` is ``--device gpu:N``."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a GPU number such as 0, got {text!r}")
+    return f"gpu:{int(text)}"
+
+
+def _device_options(p: argparse.ArgumentParser, *, default_help: str) -> None:
+    # No default here: argparse would not see "--gpu 0 --device cpu" as a conflict (the value is the default).
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--device", type=_device,
+                       help=f"cpu, gpu or gpu:N (default: {default_help}); a GPU needs the CUDA build "
+                            "(scripts/setup.sh --cuda)")
+    group.add_argument("--gpu", dest="device", type=_gpu, metavar="N", help="run Caffe on GPU N: --device gpu:N")
+
+
 def _executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "processes", "dask"),
                    help="where units run: in process (default), on local worker processes, or on a Dask scheduler")
@@ -293,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_count, help="use the first N images")
     p.add_argument("--chunk-size", type=_count, default=500, help="originals per resumable chunk")
     p.add_argument("--net-name", type=_plain_name, default="net", help="name of the net in keys and metadata")
-    p.add_argument("--device", type=_device, default="cpu", help="cpu, gpu or gpu:N")
+    _device_options(p, default_help="cpu")
     p.add_argument("--out", required=True, help="output directory (resumed when it holds the same run)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds another run")
     p.add_argument("--shards", type=_count, default=1,
@@ -360,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start over in a run directory of another experiment or code version, and recompute "
                         "units whose configuration changed")
     _executor_options(p)
+    _device_options(p, default_help="the experiment's device:")
     p.add_argument("--units", metavar="PATTERN", help="run only the units matching PATTERN (e.g. 'train/*'), "
                                                       "with the units they need")
     p.add_argument("--max-hours", type=_number(above=0.0), metavar="H",

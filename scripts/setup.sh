@@ -4,6 +4,9 @@
 # and the hotcold package. Idempotent: a second run takes seconds.
 #
 # usage: scripts/setup.sh [build.sh options, e.g. --cuda, --force]
+#   --cuda links the CUDA build of Caffe into .venv (toolkit: --cuda-toolkit DIR|pip,
+#   else $CUDA_HOME, else the nvcc on PATH); a later run with --cpu links the CPU
+#   build back. Both stay cached side by side.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"

@@ -16,13 +16,16 @@ LENET_ITERATIONS = 400
 
 
 def pytest_configure(config) -> None:
-    """Without HOTCOLD_MNIST_DIR, use (or download and MD5-check) the cached MNIST copy.
+    """Register the ``gpu`` marker. Without HOTCOLD_MNIST_DIR, use (or download and MD5-check) the cached
+    MNIST copy.
 
     Offline and without a cache, the tests that need MNIST skip and say why.
     """
     config.addinivalue_line("markers", "imagenet: the ImageNet path on the real GoogLeNet / ResNet-152 "
                                        "architectures at reduced width (slower; part of every run, deselect with "
                                        "-m 'not imagenet')")
+    config.addinivalue_line("markers", "gpu: needs a CUDA build of pycaffe (scripts/setup.sh --cuda) and a GPU; "
+                                       "skipped, with the reason, where there is none")
     if os.environ.get("HOTCOLD_MNIST_DIR"):
         return
     from hotcold.data.mnist import MnistDownloadError, find_mnist_source
@@ -31,6 +34,24 @@ def pytest_configure(config) -> None:
         os.environ["HOTCOLD_MNIST_DIR"] = str(find_mnist_source(None, timeout=5))
     except (MnistDownloadError, OSError, ValueError) as exc:
         print(f"\nhotcold tests: no MNIST ({exc}); tests that need it will skip")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip the ``gpu`` tests where pycaffe has no CUDA or sees no GPU, saying which."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    from hotcold.caffe.runtime import cuda_status
+
+    try:
+        status = cuda_status()
+    except ImportError as exc:
+        reason = f"needs a GPU: no pycaffe ({exc})"
+    else:
+        reason = "" if status.devices else f"needs a GPU: {status.problem}"
+    if reason:
+        for item in gpu_tests:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

@@ -63,6 +63,10 @@ GENERATE = ["generate", "--weights", "w.caffemodel", "--images", "imgs", "--out"
     (["--net-name", "a/b"], "argument --net-name: the name must be a plain name"),
     (["--device", "tpu"], "argument --device: must be cpu, gpu or gpu:N"),
     (["--device", "gpu:x"], "argument --device: must be cpu, gpu or gpu:N"),
+    (["--gpu", "x"], "argument --gpu: expected a GPU number such as 0, got 'x'"),
+    (["--gpu", "-1"], "argument --gpu: expected a GPU number such as 0, got '-1'"),
+    (["--gpu", "0", "--device", "cpu"], "argument --device: not allowed with argument --gpu"),
+    (["--device", "gpu:1", "--gpu", "0"], "argument --gpu: not allowed with argument --device"),
 ])
 def test_cli_generate_arguments(extra, message, capsys, tmp_path):
     out = tmp_path / "out"

@@ -1,6 +1,6 @@
 """Everything that runs Caffe: the only code of hotcold that imports pycaffe.
 
-* :mod:`~hotcold.caffe.runtime`: the pycaffe import, the build's info, the per-thread device.
+* :mod:`~hotcold.caffe.runtime`: the pycaffe import, the build's info and CUDA status, the per-thread device.
 * :mod:`~hotcold.caffe.classifier`: :class:`CaffeClassifier`, the Classifier protocol on a deploy net, B_l.
 * :mod:`~hotcold.caffe.prototxt`: prototxt and weights checks before Caffe sees them.
 * :mod:`~hotcold.caffe.lmdb_io`: Datum LMDBs that Caffe's Data layer reads.

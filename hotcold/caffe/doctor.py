@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hotcold.caffe.runtime import CUDA_SETUP
+
 _CHECKOUT = Path(__file__).resolve().parents[2]
 """The repository root when hotcold runs from a checkout (its patches are compared with the build)."""
 BUILD = "bash caffe_patch/build.sh"
@@ -38,8 +40,9 @@ class Check:
     fix: str = ""
 
 
-def _patch_hash() -> str | None:
-    patches = sorted((_CHECKOUT / "caffe_patch" / "patches").glob("*.patch"))
+def _patch_hash(folder: str = "") -> str | None:
+    """The SHA-256 prefix build.sh records for ``caffe_patch/patches/<folder>/*.patch`` (None outside a checkout)."""
+    patches = sorted((_CHECKOUT / "caffe_patch" / "patches" / folder).glob("*.patch"))
     if not patches:
         return None
     return hashlib.sha256(b"".join(p.read_bytes() for p in patches)).hexdigest()[:16]
@@ -78,10 +81,32 @@ def _caffe_checks() -> list[Check]:
     checks.append(Check("patch hash", want is None or want == have,
                         f"{have} (repository patches: {want})",
                         f"{BUILD}   # the build predates the current patches"))
-    checks.append(Check("mode", True, "GPU (CUDA)" if info.get("mode") == "cuda" else "CPU only"))
+    if info.get("mode") == "cuda":
+        want, have = _patch_hash("cuda"), info.get("cuda_patch_hash")
+        checks.append(Check("CUDA patch hash", want is None or want == have,
+                            f"{have} (repository patches/cuda: {want})",
+                            f"{CUDA_SETUP} --force   # the build predates the current CUDA patches"))
     checks.append(Check("BLAS", True, info.get("blas", "unknown")))
+    checks += _cuda_checks(info)
     checks.append(_probe_backward_from_blob(caffe))
     return checks
+
+
+def _cuda_checks(info: dict[str, str]) -> list[Check]:
+    """The build's CUDA, and the GPUs it sees. A CUDA build on a machine without a GPU is not a fault here:
+    it runs on the CPU; asking it for a GPU there is the error (``set_device``)."""
+    from hotcold.caffe.runtime import cuda_status
+
+    status = cuda_status()
+    if not status.built_with_cuda:
+        return [Check("CUDA", True, f"not in this build (CPU only); for GPUs: {CUDA_SETUP}")]
+    built = f"CUDA {status.runtime_version}, architectures {info.get('cuda_arch', 'unknown')}, no cuDNN"
+    driver = f"driver supports CUDA {status.driver_version}" if status.driver_version else "no NVIDIA driver"
+    if status.devices:
+        seen = "; ".join(f"gpu:{d.index} {d.name} (compute {d.compute_capability})" for d in status.devices)
+    else:
+        seen = f"none: {status.problem}"
+    return [Check("CUDA", True, f"{built}; {driver}"), Check("GPUs", True, seen)]
 
 
 def _probe_backward_from_blob(caffe) -> Check:

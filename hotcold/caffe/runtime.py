@@ -6,10 +6,15 @@ level when ``caffe`` is first imported, so the choice is made here, once.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import threading
+from dataclasses import dataclass
 from types import ModuleType
+
+CUDA_SETUP = "bash scripts/setup.sh --cuda"
+"""The command that builds the CUDA pycaffe and links it into the project's venv."""
 
 _INSTALL_HINT = (
     "pycaffe (BVLC Caffe with hotcold's backward-from-blob patch) is not importable "
@@ -82,25 +87,141 @@ def build_info() -> dict[str, str]:
     return info
 
 
+@dataclass(frozen=True)
+class CudaDevice:
+    """One GPU as the CUDA runtime of the Caffe build sees it (``gpu:<index>``)."""
+
+    index: int
+    name: str
+    compute_capability: str
+    """``major.minor``, e.g. ``8.6``; the build runs on it when its ``cuda_arch`` has that (or an older
+    architecture's PTX for the driver to compile)."""
+
+
+@dataclass(frozen=True)
+class CudaStatus:
+    """What the imported pycaffe can do on GPUs: ``hotcold doctor`` prints it, device checks use it."""
+
+    built_with_cuda: bool
+    """Whether pycaffe's library links the CUDA runtime (a ``--cuda`` build)."""
+    runtime_version: str | None
+    """The CUDA runtime (libcudart) version Caffe was linked with, e.g. ``13.0``; None on a CPU-only build."""
+    driver_version: str | None
+    """The newest CUDA version the installed NVIDIA driver supports; None without a driver."""
+    devices: tuple[CudaDevice, ...]
+    """The GPUs the runtime sees (``CUDA_VISIBLE_DEVICES`` applies)."""
+    problem: str
+    """Why there are no devices, with the fix; empty when there are some."""
+
+
+def _loaded_library(stem: str) -> str | None:
+    """The path of a shared library mapped into this process whose name starts with ``stem``."""
+    try:
+        with open("/proc/self/maps") as fh:
+            for line in fh:
+                path = line.rstrip("\n").partition("/")[2]
+                if path and os.path.basename(path).startswith(stem):
+                    return "/" + path
+    except OSError:
+        return None
+    return None
+
+
+def _cuda_version(number: int) -> str:
+    """CUDA's encoded version (1000 * major + 10 * minor) as ``major.minor``."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_status() -> CudaStatus:
+    """Whether the Caffe build has CUDA, and which GPUs its CUDA runtime sees.
+
+    Asks the CUDA runtime that pycaffe loaded (through ``ctypes``), so it
+    neither switches Caffe's mode nor needs a GPU: on a machine without one it
+    reports the reason. Cached for the process.
+    """
+    import_caffe()
+    # build.sh's BUILDINFO decides (another library of the process may have loaded a libcudart); for a pycaffe
+    # built elsewhere, whether the CUDA runtime came in with it.
+    mode = build_info().get("mode")
+    path = _loaded_library("libcudart.so")
+    if mode == "cpu" or (mode is None and path is None):
+        return CudaStatus(False, None, None, (), f"this Caffe build is CPU-only; for GPUs run: {CUDA_SETUP}")
+    if path is None:
+        return CudaStatus(True, None, None, (), f"the CUDA build's libcudart is not loaded; rebuild: {CUDA_SETUP}")
+    cudart = ctypes.CDLL(path)
+    cudart.cudaGetErrorString.restype = ctypes.c_char_p
+    value = ctypes.c_int()
+    runtime = _cuda_version(value.value) if cudart.cudaRuntimeGetVersion(ctypes.byref(value)) == 0 else None
+    driver = None
+    if cudart.cudaDriverGetVersion(ctypes.byref(value)) == 0 and value.value > 0:
+        driver = _cuda_version(value.value)
+    if driver is None:
+        return CudaStatus(True, runtime, None, (), "no NVIDIA driver found (libcuda.so.1); install the driver "
+                                                   "of the GPU, or run in a container started with --gpus")
+    error = cudart.cudaGetDeviceCount(ctypes.byref(value))
+    if error != 0:
+        reason = cudart.cudaGetErrorString(error).decode(errors="replace")
+        return CudaStatus(True, runtime, driver, (), f"the CUDA runtime sees no GPU: {reason} (CUDA error "
+                                                     f"{error}; driver supports CUDA {driver}, build uses {runtime})")
+    devices = []
+    for index in range(value.value):
+        # cudaDeviceProp starts with char name[256] in every CUDA version; the buffer is larger than the struct.
+        props = ctypes.create_string_buffer(16384)
+        name = props.raw[:256].split(b"\0")[0].decode() if cudart.cudaGetDeviceProperties(props, index) == 0 \
+            else "unknown"
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        cudart.cudaDeviceGetAttribute(ctypes.byref(major), 75, index)  # cudaDevAttrComputeCapabilityMajor
+        cudart.cudaDeviceGetAttribute(ctypes.byref(minor), 76, index)  # cudaDevAttrComputeCapabilityMinor
+        devices.append(CudaDevice(index, name, f"{major.value}.{minor.value}"))
+    return CudaStatus(True, runtime, driver, tuple(devices), "" if devices else "the CUDA runtime sees no GPU")
+
+
 def check_device(device: str) -> str:
     """Validate a device name (``"cpu"``, ``"gpu"`` or ``"gpu:N"``) without touching Caffe's state.
+
+    Whether GPU ``N`` exists is checked where the device is set (:func:`set_device`), on the machine
+    that runs the work.
 
     Raises
     ------
     ValueError
-        For another string, or a GPU on a CPU-only build (Caffe would abort).
+        For another string, or a GPU on a CPU-only build (Caffe would abort), naming the fix.
     """
     if device == "cpu":
         return device
     name, _, index = str(device).partition(":")
     if name != "gpu" or (index and not index.isdigit()):
         raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
-    if build_info().get("mode", "cuda") != "cuda":
+    if not cuda_status().built_with_cuda:
         raise ValueError(
-            f"device {device!r} asked for, but this Caffe build is CPU-only; rebuild it with "
-            "bash caffe_patch/build.sh --cuda, or use device='cpu'"
+            f"device {device!r} asked for, but this Caffe build is CPU-only; build and link the CUDA one "
+            f"with: {CUDA_SETUP} (or use device 'cpu')"
         )
     return device
+
+
+def require_gpu(device: str) -> int:
+    """The index of GPU ``device`` (``"gpu"`` or ``"gpu:N"``) after checking that this machine has it.
+
+    :func:`set_device` calls it; ``hotcold run`` calls it before any unit starts when the units run on this
+    machine.
+
+    Raises
+    ------
+    ValueError
+        As :func:`check_device`.
+    RuntimeError
+        When the CUDA runtime does not see the GPU, with the GPUs it sees or why there are none.
+    """
+    check_device(device)
+    index = int(device.partition(":")[2] or 0)
+    status = cuda_status()
+    if index >= len(status.devices):
+        seen = ", ".join(f"gpu:{d.index} ({d.name})" for d in status.devices) or status.problem
+        raise RuntimeError(f"device {device!r} asked for, but the CUDA runtime sees {len(status.devices)} GPU(s): "
+                           f"{seen}")
+    return index
 
 
 _thread_state = threading.local()
@@ -113,6 +234,13 @@ def set_device(device: str) -> None:
     singleton), so a net must run in a thread where its device was set. The
     last device set is remembered per thread, so calling this before every
     Caffe call costs nothing when nothing changes.
+
+    Raises
+    ------
+    ValueError
+        As :func:`check_device`.
+    RuntimeError
+        When the GPU does not exist here (Caffe would abort), with the GPUs there are or why there are none.
     """
     if getattr(_thread_state, "device", None) == device:
         return
@@ -121,6 +249,6 @@ def set_device(device: str) -> None:
     if device == "cpu":
         caffe.set_mode_cpu()
     else:
-        caffe.set_device(int(device.partition(":")[2] or 0))
+        caffe.set_device(require_gpu(device))
         caffe.set_mode_gpu()
     _thread_state.device = device

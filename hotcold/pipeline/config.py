@@ -298,12 +298,14 @@ EXPERIMENT_KINDS = ("mnist_table1", "imagenet_fig3", "imagenet_hp")
 """The values of an experiment YAML's ``kind``."""
 
 
-def load_experiment(name_or_path: str | os.PathLike):
+def load_experiment(name_or_path: str | os.PathLike, *, device: str | None = None):
     """Load and validate an experiment (a built-in name or a YAML path) before any work starts.
 
     Returns an :class:`Experiment` (``kind: mnist_table1``, the default), or for
     the ImageNet kinds a :class:`~hotcold.pipeline.imagenet_config.Fig3Experiment` /
     :class:`~hotcold.pipeline.imagenet_config.HardPositiveExperiment`.
+    ``device`` replaces the YAML's ``device:`` before validation (``hotcold run --gpu N`` / ``--device``), so a
+    GPU experiment can run with ``device="cpu"`` on a CPU-only build.
 
     Raises
     ------
@@ -320,6 +322,8 @@ def load_experiment(name_or_path: str | os.PathLike):
         raise ValueError(f"kind: must be one of {', '.join(EXPERIMENT_KINDS)}, got {kind!r}")
     if kind == "mnist_table1":
         exp = _build(Experiment, raw, "")
+        if device is not None:
+            exp = dataclasses.replace(exp, device=device)
         _validate(exp)
         return exp
     from hotcold.pipeline import imagenet_config
@@ -327,6 +331,8 @@ def load_experiment(name_or_path: str | os.PathLike):
     cls, check = {"imagenet_fig3": (imagenet_config.Fig3Experiment, imagenet_config.validate_fig3),
                   "imagenet_hp": (imagenet_config.HardPositiveExperiment, imagenet_config.validate_hp)}[kind]
     exp = _build(cls, raw, "")
+    if device is not None:
+        exp = dataclasses.replace(exp, device=device)
     check(exp)
     try:
         execution_settings(exp)

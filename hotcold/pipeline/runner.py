@@ -20,6 +20,7 @@ from pathlib import Path
 
 from hotcold._guard import RECORD_NAME, DirectoryLock, OutputDirError, claim, differences
 from hotcold._io import atomic_write
+from hotcold.caffe.runtime import require_gpu
 from hotcold.data.mnist import find_mnist_source
 from hotcold.pipeline.config import execution_settings, load_experiment
 from hotcold.pipeline.executor import run_units, topological
@@ -35,7 +36,7 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
                    progress: bool = True, overwrite: bool = False, executor: str | None = None,
                    workers: int | None = None, scheduler: str | None = None, units: str | None = None,
                    max_hours: float | None = None, export: str | os.PathLike | None = None,
-                   import_from: str | os.PathLike | None = None) -> Path:
+                   import_from: str | os.PathLike | None = None, device: str | None = None) -> Path:
     """Run (or resume) an experiment's units; returns the run directory.
 
     Parameters
@@ -62,9 +63,14 @@ def run_experiment(experiment: str | os.PathLike, *, out: str | os.PathLike | No
         the report; no LMDB) into this folder.
     import_from:
         Before running, take an exported folder's units into the run directory.
+    device:
+        Override the YAML's ``device:`` (``cpu``, ``gpu`` or ``gpu:N``) for the units that run Caffe here.
+        Not part of any unit's config: a unit's result does not name the device it ran on.
     """
-    exp = load_experiment(experiment)
+    exp = load_experiment(experiment, device=device)
     settings = execution_settings(exp, executor=executor, workers=workers, scheduler=scheduler)
+    if exp.device != "cpu" and settings.executor in ("local", "processes"):
+        require_gpu(exp.device)  # the units run here: a missing GPU fails now, not after the data unit
     if max_hours is not None and not max_hours > 0:
         raise ValueError(f"--max-hours must be > 0, got {max_hours}")
     version = code_version()  # the code that runs now, whatever is committed meanwhile
