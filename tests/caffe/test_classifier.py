@@ -66,21 +66,9 @@ def test_batches_larger_than_batch_size_match(lenet, mnist):
     np.testing.assert_allclose(small.predict(images), lenet.predict(images), rtol=1e-5, atol=1e-5)
 
 
-def test_color_layout_channel_swap_and_mean(tmp_path):
+def test_color_layout_channel_swap_and_mean(color_net):
     """A 3-channel net: the gradient comes back in the caller's HxWxC RGB layout, in pixel units."""
-    from hotcold.caffe.runtime import import_caffe
-
-    caffe = import_caffe()
-    proto = tmp_path / "color.prototxt"
-    proto.write_text(
-        'name: "color" force_backward: true\n'
-        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 5 } } }\n'
-        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"\n'
-        '        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }\n')
-    caffe.set_random_seed(3)
-    net = caffe.Net(str(proto), caffe.TEST)
-    weights = tmp_path / "color.caffemodel"
-    net.save(str(weights))
+    proto, weights, net = color_net
     w = net.params["fc"][0].data.reshape(3, 3, 4, 5)  # (class, BGR channel, H, W)
     clf = CaffeClassifier(proto, weights, logits_blob="fc", input_scale=0.5, mean=[10, 20, 30],
                           channel_swap=[2, 1, 0])

@@ -56,19 +56,9 @@ def test_bad_mean_files_name_the_problem(tmp_path):
         read_mean_file(tmp_path / "flat.npy")
 
 
-def test_classifier_subtracts_a_mean_image_and_returns_pixel_gradients(tmp_path):
+def test_classifier_subtracts_a_mean_image_and_returns_pixel_gradients(tmp_path, color_net):
     """Logits of (RGB -> BGR - mean image) * scale, and B_l in the caller's RGB pixel units."""
-    caffe = import_caffe()
-    proto = tmp_path / "color.prototxt"
-    proto.write_text(
-        'name: "color" force_backward: true\n'
-        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 4 dim: 5 } } }\n'
-        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"\n'
-        '        inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }\n')
-    caffe.set_random_seed(5)
-    net = caffe.Net(str(proto), caffe.TEST)
-    weights = tmp_path / "color.caffemodel"
-    net.save(str(weights))
+    proto, weights, net = color_net
     mean = np.random.default_rng(1).uniform(0, 255, (1, 3, 8, 9)).astype(np.float32)  # larger: cropped
     clf = CaffeClassifier(proto, weights, logits_blob="fc", input_scale=0.25,
                           mean=_binaryproto(tmp_path / "mean.binaryproto", mean), channel_swap=[2, 1, 0])
