@@ -59,6 +59,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+[ -d "$venv" ] || die "no Python virtual environment at $venv; create it first: python3 -m venv $venv && $venv/bin/pip install numpy"
+venv=$(cd "$venv" && pwd)  # absolute: cmake runs in the build folder
 python="$venv/bin/python"
 [ -x "$python" ] || die "no Python virtual environment at $venv; create it first: python3 -m venv $venv && $venv/bin/pip install numpy"
 "$python" -c "import numpy" 2>/dev/null \
@@ -73,6 +75,13 @@ if [ "$mode" = auto ]; then
 fi
 
 cache_root=${HOTCOLD_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hotcold}
+mkdir -p "$cache_root" || die "cannot create the cache folder $cache_root (set HOTCOLD_CACHE_DIR)"
+cache_root=$(cd "$cache_root" && pwd)  # absolute: it becomes the install prefix and the .pth line
+# One build at a time per cache: two runs with the same key would delete each other's work.
+# (A read-only shared cache is used as it is: with nothing to build, nothing is written.)
+if exec 9>"$cache_root/.lock" 2>/dev/null; then
+  flock -n 9 || { say "waiting for another build in $cache_root to finish ($cache_root/.lock)"; flock 9; }
+fi
 
 # ---- the CUDA toolkit (CUDA builds only) -----------------------------------
 pip_toolkit() {
@@ -80,7 +89,9 @@ pip_toolkit() {
   # as CMake's FindCUDA and nvcc.profile expect (bin/, nvvm/bin/cicc, include/,
   # lib64/ with unversioned .so links); the wheels install everything into one
   # nvidia/cu13 folder. Prints the root.
-  local base="$cache_root/cuda-pip-$CUDA_PIP_VERSION"
+  # Named by every pin, so a changed cuBLAS / cuRAND / CCCL pin gets its own toolkit.
+  local base
+  base="$cache_root/cuda-pip-$CUDA_PIP_VERSION-$(printf '%s\n' "${CUDA_PIP_PACKAGES[@]}" | sha256sum | cut -c1-8)"
   local root="$base/root"
   if [ ! -f "$base/.complete" ]; then
     rm -rf "$base"
@@ -130,7 +141,8 @@ if [ "$mode" = cuda ]; then
   [ -d "$cuda_root" ] || die "CUDA toolkit $cuda_root does not exist"
   cuda_root=$(cd "$cuda_root" && pwd)
   [ -x "$cuda_root/bin/nvcc" ] || die "CUDA toolkit $cuda_root has no bin/nvcc; pass the toolkit's root (the folder above bin/), or --cuda-toolkit pip"
-  cuda_version=$("$cuda_root/bin/nvcc" --version | sed -n 's/.*, V\([0-9][0-9.]*\)$/\1/p')
+  cuda_version=$("$cuda_root/bin/nvcc" --version | sed -n 's/.*, V\([0-9][0-9.]*\)$/\1/p') \
+    || die "$cuda_root/bin/nvcc --version failed; is the toolkit complete?"
   [ -n "$cuda_version" ] || die "$cuda_root/bin/nvcc --version does not name a release; is it a working nvcc?"
   for d in lib64 lib targets/x86_64-linux/lib; do
     [ -e "$cuda_root/$d/libcudart.so" ] && { cuda_libdir="$cuda_root/$d"; break; }
@@ -140,7 +152,8 @@ if [ "$mode" = cuda ]; then
     [ -e "$cuda_libdir/$lib" ] || die "CUDA toolkit $cuda_root lacks $lib in $cuda_libdir (install cuBLAS and cuRAND, or use --cuda-toolkit pip)"
   done
   # Each architecture must be one this nvcc still targets (CUDA 13 dropped sm_70 and older).
-  known=$("$cuda_root/bin/nvcc" --list-gpu-code | tr '\n' ' ')
+  known=$("$cuda_root/bin/nvcc" --list-gpu-code | tr '\n' ' ') \
+    || die "$cuda_root/bin/nvcc --list-gpu-code failed; is the toolkit complete?"
   [ -n "$cuda_arch" ] || die "--cuda-arch is empty; name at least one architecture, e.g. --cuda-arch 75"
   for a in $cuda_arch; do
     [[ "$a" =~ ^[0-9]+$ ]] || die "--cuda-arch: '$a' is not a compute capability such as 75 or 90"
@@ -344,7 +357,10 @@ say "building with $jobs jobs (on 2 cores about 4 minutes for the CPU build, 17 
 (cd "$work/build" && make -j"$jobs" caffe pycaffe > "$work/make.log" 2>&1) \
   || { tail -20 "$work/make.log" >&2; die "make failed; see $work/make.log"; }
 rm -rf "$prefix"
-(cd "$work/build" && make install > "$work/install.log" 2>&1) || die "make install failed; see $work/install.log"
+# make install builds the tools and examples too (its target depends on 'all').
+(cd "$work/build" && make -j"$jobs" install > "$work/install.log" 2>&1) || die "make install failed; see $work/install.log"
+[ -f "$prefix/python/caffe/_caffe.so" ] \
+  || die "the build has no pycaffe: cmake switched the Python interface off (see 'Python' in $work/cmake.log)"
 elapsed=$(( $(date +%s) - start ))
 # Every symbol of pycaffe must resolve against the libraries it will load (for a
 # CUDA build: the toolkit's cudart, cuBLAS, cuRAND), before the build is cached.

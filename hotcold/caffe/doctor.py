@@ -74,7 +74,7 @@ def _caffe_checks() -> list[Check]:
     if not info:
         checks.append(Check("caffe build", False, "no BUILDINFO beside pycaffe: not built by hotcold",
                             BUILD))
-        return checks
+        return checks + _cuda_checks(info)
     checks.append(Check("caffe source", True, f"{info.get('caffe_version')} ({info.get('source')})"))
     want = _patch_hash()
     have = info.get("patch_hash")
@@ -95,18 +95,22 @@ def _caffe_checks() -> list[Check]:
 def _cuda_checks(info: dict[str, str]) -> list[Check]:
     """The build's CUDA, and the GPUs it sees. A CUDA build on a machine without a GPU is not a fault here:
     it runs on the CPU; asking it for a GPU there is the error (``set_device``)."""
-    from hotcold.caffe.runtime import cuda_status
+    from hotcold.caffe.runtime import cuda_status, rebuild_hint, runs_on
 
     status = cuda_status()
     if not status.built_with_cuda:
         return [Check("CUDA", True, f"not in this build (CPU only); for GPUs: {CUDA_SETUP}")]
     built = f"CUDA {status.runtime_version}, architectures {info.get('cuda_arch', 'unknown')}, no cuDNN"
     driver = f"driver supports CUDA {status.driver_version}" if status.driver_version else "no NVIDIA driver"
+    arch = info.get("cuda_arch", "")
+    without_code = [d for d in status.devices if arch and not runs_on(d.compute_capability, arch)]
     if status.devices:
-        seen = "; ".join(f"gpu:{d.index} {d.name} (compute {d.compute_capability})" for d in status.devices)
+        seen = "; ".join(f"gpu:{d.index} {d.name} (compute {d.compute_capability}"
+                         + (", no code for it in this build)" if d in without_code else ")") for d in status.devices)
     else:
         seen = f"none: {status.problem}"
-    return [Check("CUDA", True, f"{built}; {driver}"), Check("GPUs", True, seen)]
+    fixes = "; ".join(f"gpu:{d.index}: {rebuild_hint(d.compute_capability, arch)}" for d in without_code)
+    return [Check("CUDA", True, f"{built}; {driver}"), Check("GPUs", not without_code, seen, fixes)]
 
 
 def _probe_backward_from_blob(caffe) -> Check:

@@ -15,6 +15,8 @@ from types import ModuleType
 
 CUDA_SETUP = "bash scripts/setup.sh --cuda"
 """The command that builds the CUDA pycaffe and links it into the project's venv."""
+OLDEST_CUDA13_ARCH = 75
+"""The oldest GPU architecture CUDA 13 still builds for (sm_75, Turing)."""
 
 _INSTALL_HINT = (
     "pycaffe (BVLC Caffe with hotcold's backward-from-blob patch) is not importable "
@@ -177,11 +179,18 @@ def cuda_status() -> CudaStatus:
     return CudaStatus(True, runtime, driver, tuple(devices), "" if devices else "the CUDA runtime sees no GPU")
 
 
-def check_device(device: str) -> str:
+def check_device(device: str, *, build: bool = True) -> str:
     """Validate a device name (``"cpu"``, ``"gpu"`` or ``"gpu:N"``) without touching Caffe's state.
 
     Whether GPU ``N`` exists is checked where the device is set (:func:`set_device`), on the machine
     that runs the work.
+
+    Parameters
+    ----------
+    build:
+        Also check that this machine's Caffe build has CUDA. False where the work may run elsewhere: an
+        experiment YAML is checked where it is loaded, while its units may run on Dask workers with a CUDA
+        build (:func:`require_gpu` checks the build where they run).
 
     Raises
     ------
@@ -193,12 +202,36 @@ def check_device(device: str) -> str:
     name, _, index = str(device).partition(":")
     if name != "gpu" or (index and not index.isdigit()):
         raise ValueError(f"device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}")
-    if not cuda_status().built_with_cuda:
+    if build and not cuda_status().built_with_cuda:
         raise ValueError(
             f"device {device!r} asked for, but this Caffe build is CPU-only; build and link the CUDA one "
             f"with: {CUDA_SETUP} (or use device 'cpu')"
         )
     return device
+
+
+def runs_on(compute_capability: str, cuda_arch: str) -> bool:
+    """Whether a build for the architectures ``cuda_arch`` (BUILDINFO's ``"75 80 90"``) runs on a GPU.
+
+    build.sh compiles a binary for each architecture and PTX for the newest. A binary for ``sm_XY``
+    runs on a GPU of the same major version X with minor version >= Y; the PTX runs, compiled by the
+    driver, on every GPU at least as new as that architecture.
+    """
+    major, minor = (int(part) for part in compute_capability.split("."))
+    arches = [int(a) for a in cuda_arch.split()]
+    if not arches:
+        return False
+    binary = any(a // 10 == major and a % 10 <= minor for a in arches)
+    return binary or max(arches) <= 10 * major + minor
+
+
+def rebuild_hint(compute_capability: str, cuda_arch: str) -> str:
+    """What to do about a GPU a build for ``cuda_arch`` has no code for."""
+    cc = compute_capability.replace(".", "")
+    if int(cc) < OLDEST_CUDA13_ARCH:
+        return (f"no CUDA 13 build runs on it (CUDA 13 builds sm_{OLDEST_CUDA13_ARCH} and newer); use device "
+                "'cpu' or a newer GPU")
+    return f'rebuild with: {CUDA_SETUP} --cuda-arch "{cuda_arch} {cc}"'
 
 
 def require_gpu(device: str) -> int:
@@ -212,7 +245,8 @@ def require_gpu(device: str) -> int:
     ValueError
         As :func:`check_device`.
     RuntimeError
-        When the CUDA runtime does not see the GPU, with the GPUs it sees or why there are none.
+        When the CUDA runtime does not see the GPU, with the GPUs it sees or why there are none; or when the
+        build has no code for the GPU's architecture (Caffe's first kernel would abort), naming the fix.
     """
     check_device(device)
     index = int(device.partition(":")[2] or 0)
@@ -221,6 +255,12 @@ def require_gpu(device: str) -> int:
         seen = ", ".join(f"gpu:{d.index} ({d.name})" for d in status.devices) or status.problem
         raise RuntimeError(f"device {device!r} asked for, but the CUDA runtime sees {len(status.devices)} GPU(s): "
                            f"{seen}")
+    gpu = status.devices[index]
+    arch = build_info().get("cuda_arch", "")
+    if arch and arch != "none" and not runs_on(gpu.compute_capability, arch):
+        raise RuntimeError(f"device {device!r} is a {gpu.name} (compute capability {gpu.compute_capability}), but "
+                           f"this Caffe build has code for sm_{arch.replace(' ', ', sm_')} only; "
+                           + rebuild_hint(gpu.compute_capability, arch))
     return index
 
 

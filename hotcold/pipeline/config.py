@@ -354,7 +354,7 @@ def _validate(exp: Experiment) -> None:
     if exp.seed < 0:
         raise ValueError(f"seed: must be >= 0 (Caffe's random_seed), got {exp.seed}")
     try:
-        check_device(exp.device)
+        check_device(exp.device, build=False)
     except ValueError as exc:
         raise ValueError(f"device: {exc}") from None
 
@@ -427,6 +427,10 @@ def _validate_paper_rows(exp: Experiment, num_classes: int) -> None:
         for i, r in enumerate(f.ranges):
             if len(r) != 2 or not 0 <= r[0] < r[1] <= 1:
                 raise ValueError(f"fig6.ranges[{i}]: a range is [low, high] with 0 <= low < high <= 1, got {r}")
+            if list(r) in [list(q) for q in f.ranges[:i]]:
+                raise ValueError(f"fig6.ranges[{i}]: {list(r)} is given twice")
+        if not f.methods:
+            raise ValueError("fig6.methods: name at least one method, e.g. [FGS, HC-D-1..9]")
         for j, name in enumerate(f.methods):
             try:
                 parse_methods(name, num_classes=num_classes)
@@ -457,3 +461,7 @@ def _validate_paper_rows(exp: Experiment, num_classes: int) -> None:
         if g.iterations is not None and g.iterations < 1:
             raise ValueError(f"goodfellow.iterations: must be >= 1 (or null for finetune.iterations), "
                              f"got {g.iterations}")
+        if load_model(exp.model).mean is not None:
+            raise ValueError(f"goodfellow: model {exp.model!r} subtracts a mean, and the adversarial objective clips "
+                             "x + eps sign(grad) to the raw pixel range [0, 255 x scale]; use a model without a mean "
+                             "(as LeNet) or remove the goodfellow section")

@@ -13,6 +13,7 @@ from hotcold.caffe import runtime
 from hotcold.caffe.zoo import load_model
 from hotcold.cli import main
 from hotcold.pipeline.config import load_experiment
+from hotcold.pipeline.runner import run_experiment
 
 
 @pytest.fixture
@@ -57,19 +58,27 @@ def test_cli_gpu_on_a_cpu_only_build(argv, cpu_only_build, tmp_path, capsys):
 
 
 def test_yaml_device_on_a_cpu_only_build(cpu_only_build, tmp_path):
+    # Loading checks the name only (the units may run on Dask workers with a CUDA build); running the
+    # units here checks this machine's build before any work.
     path = tmp_path / "gpu.yaml"
     path.write_text("name: gpu_run\ndevice: gpu:0\n")
-    with pytest.raises(ValueError, match=r"device: device 'gpu:0' asked for, but this Caffe build is CPU-only.*"
-                                         r"bash scripts/setup.sh --cuda"):
+    assert load_experiment(path).device == "gpu:0"
+    path.write_text("name: gpu_run\ndevice: tpu:0\n")
+    with pytest.raises(ValueError, match=r"device: device must be 'cpu', 'gpu' or 'gpu:N', got 'tpu:0'"):
         load_experiment(path)
+    path.write_text("name: gpu_run\ndevice: gpu:0\n")
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"device 'gpu:0' asked for, but this Caffe build is CPU-only.*"
+                                         r"bash scripts/setup.sh --cuda"):
+        run_experiment(path, out=out, progress=False)
+    assert not out.exists()
 
 
 def test_cli_device_replaces_the_yaml_device_before_it_is_checked(cpu_only_build, tmp_path):
     path = tmp_path / "gpu.yaml"
     path.write_text("name: gpu_run\ndevice: gpu:0\n")
     assert load_experiment(path, device="cpu").device == "cpu"
-    with pytest.raises(ValueError, match="device 'gpu:2' asked for, but this Caffe build is CPU-only"):
-        load_experiment("mnist_quick", device="gpu:2")
+    assert load_experiment("mnist_quick", device="gpu:2").device == "gpu:2"
 
 
 def test_cuda_build_without_gpu_reports_why_and_refuses_the_gpu(cuda_build_without_gpu, lenet_weights):
@@ -107,3 +116,42 @@ def test_cli_missing_gpu_fails_before_any_work(argv, monkeypatch, tmp_path, caps
     assert main([str(out) if a == "OUT" else a for a in argv]) == 2
     assert "'gpu:1' asked for, but the CUDA runtime sees 1 GPU(s): gpu:0 (Tesla T4)" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cc, arch, ok", [
+    ("7.5", "75", True), ("8.6", "80", True), ("8.0", "86", False), ("8.9", "75 80 86 89 90", True),
+    ("9.0", "75 80", True), ("12.0", "75 80 86 89 90", True), ("7.0", "75 80 86 89 90", False),
+    ("7.5", "80 86", False), ("8.6", "", False),
+])
+def test_runs_on_binaries_and_ptx(cc, arch, ok):
+    # A binary for sm_XY runs on X.Z with Z >= Y; the newest architecture's PTX on every newer GPU.
+    assert runtime.runs_on(cc, arch) is ok
+
+
+def test_gpu_without_code_in_the_build_is_an_error_not_an_abort(monkeypatch):
+    a100 = runtime.CudaStatus(True, "13.0", "13.0", (runtime.CudaDevice(0, "NVIDIA A100", "8.0"),), "")
+    monkeypatch.setattr(runtime, "cuda_status", lambda: a100)
+    monkeypatch.setattr(runtime, "build_info", lambda: {"mode": "cuda", "cuda_arch": "86"})
+    with pytest.raises(RuntimeError, match=r"'gpu:0' is a NVIDIA A100 \(compute capability 8\.0\), but this Caffe "
+                                           r"build has code for sm_86 only; rebuild with: bash scripts/setup.sh "
+                                           r"--cuda --cuda-arch \"86 80\""):
+        runtime.require_gpu("gpu:0")
+    monkeypatch.setattr(runtime, "build_info", lambda: {"mode": "cuda", "cuda_arch": "75 80"})
+    assert runtime.require_gpu("gpu") == 0
+    v100 = runtime.CudaStatus(True, "13.0", "13.0", (runtime.CudaDevice(0, "Tesla V100", "7.0"),), "")
+    monkeypatch.setattr(runtime, "cuda_status", lambda: v100)
+    with pytest.raises(RuntimeError, match=r"no CUDA 13 build runs on it \(CUDA 13 builds sm_75 and newer\)"):
+        runtime.require_gpu("gpu:0")
+
+
+def test_doctor_marks_a_gpu_the_build_has_no_code_for(monkeypatch):
+    from hotcold.caffe import doctor
+
+    two = runtime.CudaStatus(True, "13.0", "13.0", (runtime.CudaDevice(0, "NVIDIA A100", "8.0"),
+                                                     runtime.CudaDevice(1, "NVIDIA L4", "8.9")), "")
+    monkeypatch.setattr(runtime, "cuda_status", lambda: two)
+    cuda, gpus = doctor._cuda_checks({"cuda_arch": "86"})
+    assert cuda.ok and not gpus.ok
+    assert "gpu:0 NVIDIA A100 (compute 8.0, no code for it in this build); gpu:1 NVIDIA L4 (compute 8.9)" \
+        == gpus.detail
+    assert gpus.fix == 'gpu:0: rebuild with: bash scripts/setup.sh --cuda --cuda-arch "86 80"'
