@@ -165,8 +165,9 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
         print(f"hotcold models fetch: note: {result.note}", file=sys.stderr)
     print(f"{model.name}: {result.path} ({result.how}, sha1 {result.sha1})")
     if args.to is not None:
-        print(f"hotcold finds weights by itself only under {model.weights_path().parent}; pass --weights "
-              f"{result.path} (or set HOTCOLD_MODELS_DIR)")
+        print(f"hotcold finds weights by itself only at {model.weights_path()} ($HOTCOLD_MODELS_DIR/{model.name}/"
+              f"{model.weights_file} when set); give this file as `hotcold generate --weights {result.path}` or "
+              f"`weights: {result.path}` in an experiment YAML")
     return 0
 
 

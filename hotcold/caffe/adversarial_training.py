@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class AdversarialObjective:
         return {"name": "goodfellow", "alpha": float(self.alpha), "eps": float(self.eps),
                 "input_scale": float(self.input_scale)}
 
-    def on_gradients(self, net) -> None:
+    def on_gradients(self, net: Any) -> None:
         """Replace the clean batch's gradients with those of the adversarial objective (steps 2-3 above)."""
         readers = [i for i, layer in enumerate(net.layers) if layer.type.endswith("Data")]
         if not readers:

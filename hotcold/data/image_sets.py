@@ -55,7 +55,7 @@ def read_image(path: str | os.PathLike, *, channels: int | None = None) -> np.nd
 
     ``channels`` 1 or 3 converts to gray or RGB; ``None`` keeps the file's own.
     Every way a file can fail to be an 8-bit image is one ValueError naming it:
-    missing, not an image, truncated (PNG without IEND, JPEG without EOI),
+    missing or unreadable, not an image, truncated (PNG without IEND, JPEG without EOI),
     16-bit or floating-point pixels.
     """
     import cv2
@@ -63,12 +63,17 @@ def read_image(path: str | os.PathLike, *, channels: int | None = None) -> np.nd
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"image {str(path)!r} does not exist")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"image {path} cannot be read: {exc.strerror or exc}") from None
     truncated = (data.startswith(_PNG_MAGIC) and b"IEND" not in data[-16:]) or \
                 (data.startswith(_JPEG_MAGIC) and not data.rstrip(b"\0").endswith(b"\xff\xd9"))
     if truncated:
         raise ValueError(f"image {path} is truncated (the file ends before the image does); copy it again")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # As Caffe's cv::imread: EXIF orientation applied, alpha dropped (gray + alpha comes as three equal
+    # channels); any depth, so that 16-bit files are named below rather than silently scaled.
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
         raise ValueError(f"{path} is not an image file OpenCV can decode (PNG, JPEG, BMP, PGM/PPM, TIFF)")
     if image.dtype != np.uint8:
@@ -77,7 +82,7 @@ def read_image(path: str | os.PathLike, *, channels: int | None = None) -> np.nd
         raise ValueError(f"image {path} has {depth} pixels; hotcold works on 8-bit images with values 0..255: "
                          "convert it to 8 bits first")
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if channels == 1 and image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     elif channels == 3 and image.ndim == 2:

@@ -26,6 +26,7 @@ net and Sec. 5.3 of the paper use).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -185,8 +186,9 @@ def convert_image_folder(root: str | os.PathLike, out_lmdb: str | os.PathLike, *
         raise ValueError(f"{root} holds no files to convert")
     order = np.random.default_rng(seed).permutation(len(entries)) if shuffle else np.arange(len(entries))
     width = max(8, len(str(len(entries))))
+    listing = hashlib.sha256("".join(f"{name}\t{label}\n" for name, label in entries).encode()).hexdigest()[:16]
     record = {"kind": "hotcold imagenet split", "root": str(root.absolute()), "files": len(entries),
-              "classes": len(classes), "size": size, "shorter_side": shorter_side, "shuffle": shuffle, "seed": seed}
+              "listing": listing, "chunk": CHUNK, "classes": len(classes), "size": size, "shorter_side": shorter_side, "shuffle": shuffle, "seed": seed}
     skipped_path = out_lmdb.with_name(out_lmdb.name + "_skipped.tsv")
     chunks_dir = out_lmdb.with_name(out_lmdb.name + "_chunks")
     with DirectoryLock(chunks_dir, f"convert {root}"):
@@ -255,12 +257,8 @@ def convert_imagenet(out: str | os.PathLike, *, train: str | os.PathLike | None 
     if synsets_file.is_file() and synsets_file.read_text().split() != classes:
         raise ValueError(f"{synsets_file} lists other classes than this conversion; choose another --out")
     atomic_write(synsets_file, "".join(f"{c}\n" for c in classes))
-    done = {}
-    if train is not None:
-        done["train"] = convert_image_folder(train, out / "train_lmdb", classes=classes, size=size,
-                                             shorter_side=shorter_side, shuffle=True, seed=seed, threads=threads,
-                                             progress=progress)
-    if val is not None:
+    labels = None
+    if val is not None:  # checked before the (long) training conversion
         val = Path(val)
         if not val.is_dir():
             raise ValueError(f"image folder {str(val)!r} does not exist")
@@ -268,6 +266,12 @@ def convert_imagenet(out: str | os.PathLike, *, train: str | os.PathLike | None 
         if flat and val_labels is None:
             raise ValueError(f"{val} has no class sub-folders; give its labels with --val-labels val.txt")
         labels = read_label_file(val_labels, len(classes)) if val_labels is not None else None
+    done = {}
+    if train is not None:
+        done["train"] = convert_image_folder(train, out / "train_lmdb", classes=classes, size=size,
+                                             shorter_side=shorter_side, shuffle=True, seed=seed, threads=threads,
+                                             progress=progress)
+    if val is not None:
         done["val"] = convert_image_folder(val, out / "val_lmdb", classes=classes, labels=labels, size=size,
                                            shorter_side=shorter_side, shuffle=False, seed=seed, threads=threads,
                                            progress=progress)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from hotcold._guard import DirectoryLock, claim
+from hotcold._guard import DirectoryLock, claim, file_digest
 from hotcold._io import atomic_write
 from hotcold._version import __version__
 from hotcold.caffe.lmdb_io import DatumLmdbAppender
@@ -259,9 +259,12 @@ def write_infimnist_lmdb(out: str | os.PathLike, count: int, mnist: MnistData, *
                          f"got {first!r}")
     generator = InfimnistGenerator(mnist, data_dir=data_dir, params=params)
     out = Path(out)
+    # With the original files, which ones (by content): resuming on other files would mix two data sets.
+    files = {name: file_digest(Path(data_dir) / name) for name in (FIELDS_FILE, TANGENTS_FILE)} \
+        if generator.original else None
     identity = {"kind": "hotcold infimnist", "hotcold_version": __version__,
                 "config": {"first": int(first), "count": int(count), "batch": int(batch), "original": generator.original,
-                           "params": asdict(params)}}
+                           "data_files": files, "params": asdict(params)}}
     with DirectoryLock(out, "infimnist"):
         claim(out, identity, overwrite=overwrite, fix="pass --overwrite to start over, or choose another --out")
         done = out / DONE_NAME

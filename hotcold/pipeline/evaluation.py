@@ -11,7 +11,7 @@ from hotcold.core.classifier import Classifier
 from hotcold.data.records import read_records
 from hotcold.pipeline.stages import log
 from hotcold.report import Example, ExampleGrid
-from hotcold.report.fig6 import ALL_RANGE, FIG6_KEYS
+from hotcold.report.fig6 import ALL_RANGE, FIG6_KEYS, range_bounds
 
 
 def error_rate(classifier: Classifier, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
@@ -98,7 +98,7 @@ def fig6_rows(results: dict[str, dict]) -> list[dict]:
     """Fig. 6's points: per PASS range (by its lower bound, "all" last), mean and std of both errors over its nets."""
     rows = []
     labels = {r["set"] for r in results.values()}
-    for label in sorted(labels, key=lambda x: (x == ALL_RANGE, float(x.split("-")[0]) if x != ALL_RANGE else 0)):
+    for label in sorted(labels, key=lambda x: (x == ALL_RANGE, range_bounds(x)[0] if x != ALL_RANGE else 0)):
         infos = [r for r in results.values() if r["set"] == label and r["mnist_error"] is not None]
         if not infos:
             continue

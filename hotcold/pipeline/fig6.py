@@ -23,7 +23,7 @@ import numpy as np
 
 from hotcold._io import atomic_write
 from hotcold.caffe.zoo import load_model
-from hotcold.core.methods import parse_methods
+from hotcold.core.methods import parse_methods, with_scales
 from hotcold.data.records import read_records
 from hotcold.pipeline.config import Experiment
 from hotcold.pipeline.stages import log
@@ -86,7 +86,9 @@ def split_by_pass(nets: dict[str, tuple[np.ndarray, np.ndarray]], ranges: list[l
 def fig6_units(exp: Experiment, base: list[str], local: dict) -> tuple[list[Unit], list[str]]:
     """The units of Fig. 6 and the keys of its evaluations (for the report)."""
     f = exp.fig6
-    methods = [m.name for m in parse_methods(f.methods, num_classes=load_model(exp.model).num_classes)]
+    # The same images Table 1's sets take: generate.scales applies here too.
+    methods = [m.name for m in with_scales(parse_methods(f.methods, num_classes=load_model(exp.model).num_classes),
+                                           exp.generate.scales)]
     units = [Unit(SPLIT, split_unit, {"methods": methods, "ranges": f.ranges, "include_all": f.include_all,
                                       "seed": exp.seed}, needs=tuple(f"generate/{net}" for net in base),
                   owns=("fig6/split.json",))]

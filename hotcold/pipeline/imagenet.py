@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -100,11 +101,11 @@ def photo_files(folder: str | Path, limit: int | None) -> list[Path]:
 
 
 def _files_digest(root: Path, files: list[Path], *, content: bool) -> str:
-    """What identifies a set of input files: names and contents, or (for ImageNet's 1.3M) names, sizes, mtimes."""
+    """What identifies a set of input files: names and contents, or (for ImageNet's 1.3M) names and sizes (no
+    mtimes: a copy of the data set without preserved times must still resume the run)."""
     from hotcold.pipeline.units import digest
 
-    return digest([(str(f.relative_to(root)), file_digest(f) if content else (f.stat().st_size, f.stat().st_mtime_ns))
-                   for f in files])
+    return digest([(str(f.relative_to(root)), file_digest(f) if content else f.stat().st_size) for f in files])
 
 
 def images_unit(run: Path, inputs: dict, *, resize: int, limit: int | None, photos_digest: str,
@@ -149,6 +150,9 @@ def fig3_generate_unit(run: Path, inputs: dict, *, net: str, model: str, weights
         raise ValueError(f"{model}'s input is {height} x {width}; Fig. 3 center-crops square photos")
     crops = center_crop(photos, height)
     labels = np.asarray(info["labels"] if info["labels"] is not None else clf.classify(crops), np.int64)
+    if len(labels) and labels.max() >= clf.num_classes:
+        raise ValueError(f"labels: {int(labels.max())} is not a class of {net} (0..{clf.num_classes - 1}); the "
+                         "labels file must use the net's 0-based class numbers (Caffe's synset order)")
     batches = list(generate_batches(clf, crops, labels, methods, tau, settings=SearchSettings.capped(max_eps),
                                     keep_rejected=True, net_name=net, progress=progress, chunk_size=8))
     found = GeneratedBatch.concat(batches) if batches else GeneratedBatch.empty(clf.image_shape)
@@ -256,7 +260,7 @@ def hp_data_unit(run: Path, inputs: dict, *, size: int, shorter_side: bool, fold
                  val: str, val_labels: str | None, progress: bool = False) -> dict:
     """``hotcold data imagenet`` into ``data/``: ``train_lmdb`` (shuffled), ``val_lmdb``, ``synsets.txt``."""
     done = convert_imagenet(run / "data", train=train, val=val, val_labels=val_labels, size=size,
-                            shorter_side=shorter_side, progress=progress)
+                            shorter_side=shorter_side, threads=os.cpu_count() or 1, progress=progress)
     return {"train_lmdb": "data/train_lmdb", "val_lmdb": "data/val_lmdb", "synsets_path": "data/synsets.txt",
             "skipped": {split: len(r.skipped) for split, r in done.items()}}
 
@@ -315,8 +319,9 @@ def hp_generate_unit(run: Path, inputs: dict, *, model: str, weights_digest: str
 
 
 def mix_unit(run: Path, inputs: dict, *, target: int | None, mix_originals: bool, seed: int, crop: int) -> dict:
-    """The fine-tuning set: the first ``target`` hard positives (in source order) and, with
-    ``mix_originals``, the training set's center crops, shuffled, for Caffe's Data layer."""
+    """The fine-tuning set: the first ``target`` hard positives (None: all) and, with ``mix_originals``, the
+    training set's center crops, shuffled, for Caffe's Data layer. The crops are deleted once mixed (at
+    ImageNet scale they are ~190 GB)."""
     folder = run / "finetune"
     records = read_records(run / inputs["generate"]["metadata"])
     keys = records.key[records.accepted].tolist()[:target]
@@ -327,6 +332,8 @@ def mix_unit(run: Path, inputs: dict, *, target: int | None, mix_originals: bool
         sources.append(crops)
         select.append(None)
     total = write_shuffled_mix(folder / "train.lmdb", sources, seed=seed, select=select, overwrite=True)
+    if mix_originals:
+        shutil.rmtree(crops)
     return {"train_lmdb": "finetune/train.lmdb", "hard_positives": len(keys), "images": total,
             "short_of_target": None if target is None else max(0, target - len(keys))}
 

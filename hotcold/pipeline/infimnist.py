@@ -28,12 +28,15 @@ from hotcold.pipeline.units import Unit
 DATA = "infimnist/data"
 
 
-def row_name(samples: int) -> str:
-    """Table 1's row: ``InfiMNIST (1M)`` for the paper's million, ``InfiMNIST (20K)``, ``InfiMNIST (12345)``."""
+def row_name(samples: int, *, original: bool) -> str:
+    """Table 1's row: ``InfiMNIST (1M)`` for the paper's million, ``InfiMNIST (20K)``, ``InfiMNIST (12345)``;
+    ``InfiMNIST-style (...)`` when the samples come from hotcold's own deformation fields and tangent vectors
+    rather than InfiMNIST's data files (``original`` False; docs/infimnist.md)."""
+    name = "InfiMNIST" if original else "InfiMNIST-style"
     for unit, suffix in ((1000000, "M"), (1000, "K")):
         if samples % unit == 0:
-            return f"InfiMNIST ({samples // unit}{suffix})"
-    return f"InfiMNIST ({samples})"
+            return f"{name} ({samples // unit}{suffix})"
+    return f"{name} ({samples})"
 
 
 def infimnist_units(exp: Experiment, base: list[str], local: dict) -> tuple[list[Unit], list[str]]:
@@ -46,7 +49,7 @@ def infimnist_units(exp: Experiment, base: list[str], local: dict) -> tuple[list
         key = f"infimnist/train/net{i}"
         units.append(Unit(key, train_unit, {
             "model": exp.model, "index": i, "seed": exp.seed + i, "iterations": m.iterations,
-            "snapshot_every": min(exp.train.snapshot_every, m.iterations), "row": row_name(m.samples)},
+            "snapshot_every": min(exp.train.snapshot_every, m.iterations), "row": row_name(m.samples, original=m.data is not None)},
             needs=("data", DATA), owns=(f"infimnist/net{i}", f"infimnist/order_net{i}.lmdb"), local=local))
         units.append(Unit(f"evaluate/infimnist/net{i}", evaluate_unit, {"model": exp.model},
                           needs=("evaluate/testset", key), local=local))

@@ -108,6 +108,16 @@ def fig3_table(rows: Sequence[dict], out_dir: str | os.PathLike, *, tau: float) 
     return paths
 
 
+def paper_gain_per_image(points: float, added: int) -> float:
+    """Sec. 5.3's "improvement ... per added image": 100 x (error drop in percentage points) / (images added).
+
+    The unit is the one that reproduces the paper's figures from [20]'s GoogLeNet table: 10 crops lowered
+    top-5 error by 0.92 points over 10 x 1.2M crops (100 x 0.92 / 12M = 7.67e-6 %), 144 crops by 2.18 points
+    over 144 x 1.2M (1.26e-6 %); read so, the paper's 2.07e-4 % top-1 over 250K images is a 0.52-point drop.
+    """
+    return 100.0 * points / added
+
+
 def hp_table(results: dict, out_dir: str | os.PathLike) -> list[Path]:
     """``finetune.md`` / ``finetune.csv``: top-1 / top-5 error of the base and the fine-tuned net (Sec. 5.3).
 
@@ -130,8 +140,8 @@ def hp_table(results: dict, out_dir: str | os.PathLike) -> list[Path]:
              "| net | top-1 error | top-5 error | hard positives added |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {t1:.3f} | {t5:.3f} | {n:,} |" for name, t1, t5, n in rows]
     if added:
-        gain1 = (base["top1_error"] - tuned["top1_error"]) / added
-        gain5 = (base["top5_error"] - tuned["top5_error"]) / added
-        lines.append(f"\nImprovement per added image: top-1 {gain1:.3g}%, top-5 {gain5:.3g}% (paper: 2.07e-4% and "
-                     "1.01e-4%).")
+        gain1 = paper_gain_per_image(base["top1_error"] - tuned["top1_error"], added)
+        gain5 = paper_gain_per_image(base["top5_error"] - tuned["top5_error"], added)
+        lines.append(f"\nImprovement per added image, in the paper's unit (100 x percentage points / images): "
+                     f"top-1 {gain1:.3g}%, top-5 {gain5:.3g}% (paper: 2.07e-4% and 1.01e-4%).")
     return [atomic_write(out / "finetune.csv", buf.getvalue()), atomic_write(out / "finetune.md", "\n".join(lines) + "\n")]

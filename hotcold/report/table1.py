@@ -41,8 +41,9 @@ PAPER_TABLE1: dict[str, PaperResult] = {
 """Rozsa et al. 2016, Table 1: MNIST test error (mean, std over 9 nets) and
 adversarial test error, in percent. The Goodfellow row is marked * there: it is
 quoted from Goodfellow et al. (a maxout net trained with their adversarial
-objective), with no std. A row named ``InfiMNIST (<N>)`` is set beside the
-paper's "InfiMNIST (1M)" whatever its N (the Added images column says N)."""
+objective), with no std. A row named ``InfiMNIST (<N>)`` or ``InfiMNIST-style (<N>)`` (hotcold's
+approximation of the data) is set beside the paper's "InfiMNIST (1M)" whatever its N (the Added images
+column says N)."""
 
 TABLE1_KEYS = ("training_data", "nets", "mnist_error_mean", "mnist_error_std",
                "adv_error_mean", "adv_error_std", "train_images")
@@ -65,7 +66,7 @@ _PAPER_BY_NAME = {_normalized(name): result for name, result in PAPER_TABLE1.ite
 def _paper_result(training_data: str) -> PaperResult | None:
     """The paper's row for ``training_data``, matched ignoring case and extra spaces (InfiMNIST at any size)."""
     name = _normalized(training_data)
-    if name.startswith("infimnist ("):
+    if name.startswith(("infimnist (", "infimnist-style (")):
         name = _normalized("InfiMNIST (1M)")
     return _PAPER_BY_NAME.get(name)
 

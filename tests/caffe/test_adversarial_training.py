@@ -25,8 +25,8 @@ BATCH = 64
 BASE_LR, WEIGHT_DECAY = 0.01, 0.0005  # prototxt/lenet_solver.prototxt
 
 
-def _deploy_activations(weights: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ip1 after ReLU, softmax probabilities, input gradient of the mean softmax loss) of a deploy LeNet."""
+def _deploy_activations(weights: Path, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ip1 after ReLU, softmax probabilities) of a deploy LeNet."""
     caffe = import_caffe()
     net = caffe.Net(str(LENET.deploy_prototxt), str(weights), caffe.TEST)
     net.blobs["data"].reshape(len(pixels), 1, 28, 28)
@@ -36,7 +36,7 @@ def _deploy_activations(weights: Path, pixels: np.ndarray) -> tuple[np.ndarray, 
     logits = net.blobs["ip2"].data.astype(np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
-    return net.blobs["ip1"].data.astype(np.float64).copy(), probs, logits
+    return net.blobs["ip1"].data.astype(np.float64).copy(), probs
 
 
 def _loss_gradient_ip2(ip1: np.ndarray, probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_one_step_applies_the_gradient_of_the_adversarial_objective(mnist, mnist
                    objective=AdversarialObjective(alpha=alpha, eps=eps))
     x = mnist.train_images[:BATCH].astype(np.float64)  # the LMDB's first batch, in order
     y = mnist.train_labels[:BATCH]
-    ip1, probs, _ = _deploy_activations(lenet_weights, x)
+    ip1, probs = _deploy_activations(lenet_weights, x)
     # grad_x J through the deploy net: sign of the input gradient of the mean softmax loss.
     caffe = import_caffe()
     net = caffe.Net(str(LENET.deploy_prototxt), str(lenet_weights), caffe.TEST)
@@ -65,7 +65,7 @@ def test_one_step_applies_the_gradient_of_the_adversarial_objective(mnist, mnist
     grad_x = net.blobs["data"].diff[:, 0].astype(np.float64)
     x_adv = np.clip(x + 51 * np.sign(grad_x), 0, 255)
     assert np.abs(x_adv - x).max() == 51
-    ip1_adv, probs_adv, _ = _deploy_activations(lenet_weights, x_adv)
+    ip1_adv, probs_adv = _deploy_activations(lenet_weights, x_adv)
     expected = alpha * _loss_gradient_ip2(ip1, probs, y) + (1 - alpha) * _loss_gradient_ip2(ip1_adv, probs_adv, y)
     clean_only = _loss_gradient_ip2(ip1, probs, y)
     # Caffe's first SGD step (no momentum history yet): W' = W - lr (g + wd W).

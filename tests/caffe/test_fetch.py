@@ -234,7 +234,8 @@ def test_cli_fetch_installs_where_the_model_finds_it(server, tmp_path, monkeypat
     assert sha1_of(spec.installed_weights()) == PAYLOAD_SHA1 and "downloaded" in capsys.readouterr().out
     assert main(["models", "fetch", str(yaml_path), "--to", str(tmp_path / "elsewhere"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "elsewhere" / "tiny.caffemodel").is_file() and "pass --weights" in out
+    assert (tmp_path / "elsewhere" / "tiny.caffemodel").is_file() and \
+        f"--weights {tmp_path / 'elsewhere' / 'tiny.caffemodel'}" in out
 
 
 def test_cli_fetch_errors(server, tmp_path, monkeypatch, capsys) -> None:

@@ -63,6 +63,7 @@ def test_flat_validation_folder_takes_labels_from_val_txt(photo_folder, tmp_path
     (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="give its labels with --val-labels"):
         convert_imagenet(tmp_path / "a", train=photo_folder, val=val, progress=False)
+    assert not (tmp_path / "a" / "train_lmdb").exists()  # refused before the training set is converted
     done = convert_imagenet(tmp_path / "b", train=photo_folder, val=val, val_labels=tmp_path / "val.txt",
                             progress=False)
     arrays = read_datum_lmdb(done["val"].lmdb)
@@ -94,9 +95,32 @@ def test_interrupted_conversion_resumes_to_the_same_lmdb(photo_folder, tmp_path,
 
 
 def test_another_conversion_into_the_same_folder_is_refused(photo_folder, tmp_path):
-    convert_imagenet(tmp_path, train=photo_folder, progress=False)
+    train = tmp_path / "train"
+    shutil.copytree(photo_folder, train)
+    convert_imagenet(tmp_path / "out", train=train, progress=False)
     with pytest.raises(Exception, match="holds other results"):
-        convert_imagenet(tmp_path, train=photo_folder, size=300, progress=False)
+        convert_imagenet(tmp_path / "out", train=train, size=300, progress=False)
+    # the same folder and count of files, but not the same files: resuming would mix two listings
+    first = sorted((train / "n07920052").iterdir())[0]
+    first.rename(first.with_name("renamed.JPEG"))
+    with pytest.raises(Exception, match="holds other results.*listing"):
+        convert_imagenet(tmp_path / "out", train=train, progress=False)
+
+
+def test_images_are_read_as_caffe_reads_them(tmp_path):
+    # EXIF orientation applied and alpha dropped, as cv::imread(IMREAD_COLOR) in convert_imageset.
+    from PIL import Image
+
+    upright = np.zeros((4, 6, 3), np.uint8)
+    upright[0, 0] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(upright).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    assert read_image(tmp_path / "phone.jpg", channels=3).shape == (6, 4, 3)
+    gray_alpha = np.dstack([np.full((4, 5), 100, np.uint8), np.full((4, 5), 7, np.uint8)])
+    Image.fromarray(gray_alpha, "LA").save(tmp_path / "la.png")
+    assert (read_image(tmp_path / "la.png", channels=3) == 100).all()
+    assert (read_image(tmp_path / "la.png", channels=1) == 100).all()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -89,6 +89,12 @@ def test_original_files_are_read_and_used(mnist, tmp_path):
     expected = _c_translate(np.clip(x - 0.5, 0, 255).astype(np.int64).tolist(), 2)
     assert images[0].ravel().tolist() == expected
     assert labels.tolist() == [mnist.train_labels[0]]
+    # the output folder records which files it was made from: other files cannot continue it
+    write_infimnist_lmdb(tmp_path / "out", 10, mnist, data_dir=tmp_path, batch=5)
+    fields[0] += 1
+    fields.tofile(tmp_path / FIELDS_FILE)
+    with pytest.raises(Exception, match="holds other results.*data_files"):
+        write_infimnist_lmdb(tmp_path / "out", 10, mnist, data_dir=tmp_path, batch=5)
     (tmp_path / FIELDS_FILE).write_bytes(b"\0" * 100)
     with pytest.raises(ValueError, match=r"fields_float_1522x28x28.bin has 100 bytes, InfiMNIST's has 4,772,992"):
         read_infimnist_files(tmp_path)

@@ -14,6 +14,7 @@ from hotcold.caffe.zoo import load_model
 from hotcold.data.imagenet import center_crop
 from hotcold.data.records import read_records
 from hotcold.pipeline.runner import run_experiment
+from hotcold.report.imagenet import paper_gain_per_image
 
 
 @pytest.fixture
@@ -68,6 +69,7 @@ def test_hard_positive_fine_tune(hp_config, googlenet_stand_in, tmp_path):
     assert clf.classify(rgb).tolist() == [predicted[k] for k in generated.keys]
 
     # fine-tune, evaluate, report
+    assert not (run / "finetune" / "crops.lmdb").exists()  # mixed, then deleted
     assert (run / units("finetune")["weights"]).is_file()
     for key in ("evaluate/base", "evaluate/finetuned"):
         result = units(key)
@@ -88,3 +90,10 @@ def test_missing_imagenet_says_where_to_put_it(hp_config, tmp_path, monkeypatch)
     monkeypatch.delenv("HOTCOLD_IMAGENET_DIR", raising=False)
     with pytest.raises(ValueError, match="HOTCOLD_IMAGENET_DIR"):
         run_experiment(hp_config, out=tmp_path / "run", progress=False)
+
+
+def test_gain_per_added_image_in_the_papers_unit():
+    # [20]'s 10-crop and 144-crop figures, as Sec. 5.3 quotes them, come out of this unit.
+    assert paper_gain_per_image(10.07 - 9.15, 10 * 1_200_000) == pytest.approx(7.67e-6, rel=1e-3)
+    assert paper_gain_per_image(10.07 - 7.89, 144 * 1_200_000) == pytest.approx(1.26e-6, rel=3e-3)
+    assert paper_gain_per_image(0.5175, 250_000) == pytest.approx(2.07e-4)

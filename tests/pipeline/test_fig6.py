@@ -72,4 +72,5 @@ def test_range_labels(low, high, label):
 @pytest.mark.parametrize("samples, name", [(1000000, "InfiMNIST (1M)"), (20000, "InfiMNIST (20K)"),
                                            (12345, "InfiMNIST (12345)")])
 def test_infimnist_row_names(samples, name):
-    assert row_name(samples) == name
+    assert row_name(samples, original=True) == name
+    assert row_name(samples, original=False) == name.replace("InfiMNIST", "InfiMNIST-style")

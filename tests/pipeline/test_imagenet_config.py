@@ -18,11 +18,11 @@ def test_builtin_imagenet_experiments_carry_the_papers_settings():
     fig3 = load_experiment("imagenet_fig3")
     assert isinstance(fig3, Fig3Experiment)
     assert [n.model for n in fig3.nets] == ["bvlc_googlenet", "resnet152"]
-    assert fig3.methods == ["FGS", "FGV", "HC-D-1", "HC-D-13"] and fig3.tau == 0.99
+    assert fig3.methods == ["FGS", "FGV", "HC-D-1", "HC-D-13"] and fig3.tau == 0.9
     hp = load_experiment("imagenet_googlenet_hp")
     assert isinstance(hp, HardPositiveExperiment)
     assert (hp.select.per_class, hp.generate.methods, hp.generate.tau, hp.generate.target) == \
-        (15, ["HC-D-1..20"], 0.99, 250000)
+        (15, ["HC-D-1..20"], 0.99, None)
     assert (hp.finetune.iterations, hp.finetune.batch_size, hp.finetune.mirror) == (500000, 80, False)
 
 
@@ -44,6 +44,8 @@ def test_builtin_imagenet_experiments_carry_the_papers_settings():
     ({"kind": "imagenet_hp", "name": "x", "data": {"size": 200}}, "data.size: 200 is smaller than"),
     ({"kind": "imagenet_hp", "name": "x", "finetune": {"batch_size": 0}}, "finetune.batch_size: must be >= 1"),
     ({"kind": "imagenet_hp", "name": "x", "generate": {"tau": -0.1}}, r"generate.tau: PASS threshold"),
+    ({"kind": "imagenet_hp", "name": "x", "generate": {"max_eps": 0}},
+     r"generate.max_eps: the line-search cap must be > 0"),
     ({"kind": "imagenet_hp", "name": "x", "execution": {"executor": "threads"}}, "execution"),
 ])
 def test_bad_configs_name_the_key(tmp_path, config, message):

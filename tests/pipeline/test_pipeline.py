@@ -118,6 +118,8 @@ def test_bad_yaml_is_rejected_naming_the_key(tmp_path, monkeypatch):
         "fig6: {ranges: [[0.5, 0.6, 0.7]]}": r"fig6.ranges\[0\]: a range is \[low, high\]",
         "fig6: {ranges: []}": r"fig6.ranges: give at least one PASS range",
         "fig6: {methods: [FGX]}": r"fig6.methods\[0\]: unknown method",
+        "fig6: {ranges: [[0.5, 0.6], [0.5, 0.6]]}": r"fig6.ranges\[1\]: \[0.5, 0.6\] is given twice",
+        "fig6: {methods: []}": r"fig6.methods: name at least one method",
         "fig6: {iterations: 0}": r"fig6.iterations: must be >= 1 \(or null",
         "fig6: {range: [[0.5, 0.6]]}": r"fig6.range: unknown key; valid keys here: include_all, iterations",
         "infimnist: {first: 100}": r"infimnist.first: InfiMNIST indices below 70000 are the MNIST images",
@@ -126,6 +128,7 @@ def test_bad_yaml_is_rejected_naming_the_key(tmp_path, monkeypatch):
         "goodfellow: {alpha: 1.5}": r"goodfellow.alpha: must be in \[0, 1\] \(Goodfellow et al. use 0.5\)",
         "goodfellow: {eps: 0}": r"goodfellow.eps: a fraction of the pixel range in \(0, 1\]",
         "goodfellow: {eps: big}": r"goodfellow.eps: expected a number",
+        "model: bvlc_googlenet\ngoodfellow: {}": r"goodfellow: model 'bvlc_googlenet' subtracts a mean",
     }
     for body, message in cases.items():
         path = tmp_path / "bad.yaml"

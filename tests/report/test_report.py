@@ -257,11 +257,13 @@ def test_write_report_missing_column(tmp_path: Path) -> None:
 def test_table1_sets_the_goodfellow_and_infimnist_rows_beside_the_papers() -> None:
     rows = [{"training_data": "Goodfellow et al.", "nets": 9, "mnist_error_mean": 0.008, "mnist_error_std": 0.001,
              "adv_error_mean": 0.2, "adv_error_std": 0.01, "train_images": 0},
-            {"training_data": "InfiMNIST (20K)", "nets": 3, "mnist_error_mean": 0.009, "mnist_error_std": 0.001,
+            {"training_data": "InfiMNIST-style (20K)", "nets": 3, "mnist_error_mean": 0.009, "mnist_error_std": 0.001,
              "adv_error_mean": 0.5, "adv_error_std": 0.01, "train_images": 20000}]
     text = table1_markdown(rows)
     assert "| Goodfellow et al. | 0.800% ± 0.100% | 20.000% ± 1.000% | 9 | 0 | 0.782% / 17.90% |" in text
-    assert "| InfiMNIST (20K) |" in text and "| 20,000 | 0.697% ± 0.021% / 48.35% |" in text
+    assert "| InfiMNIST-style (20K) |" in text and "| 20,000 | 0.697% ± 0.021% / 48.35% |" in text
+    rows[1]["training_data"] = "InfiMNIST (1M)"  # made from the original data files
+    assert "| InfiMNIST (1M) |" in table1_markdown(rows) and "0.697% ± 0.021% / 48.35%" in table1_markdown(rows)
     assert PAPER_TABLE1["Goodfellow et al."].mnist_error_std is None
 
 

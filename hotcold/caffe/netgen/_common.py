@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import text_format
 
 from hotcold.caffe.runtime import caffe_pb2, import_caffe
 from hotcold.caffe.solver import TEST_LMDB, TRAIN_LMDB
+
+if TYPE_CHECKING:
+    from caffe.net_spec import NetSpec
+    from caffe.proto.caffe_pb2 import NetParameter
 
 PHASES = ("deploy", "train_val")
 """``deploy``: an ``Input`` layer and a Softmax ``prob``; ``train_val``: ``Data`` layers and the losses."""
@@ -14,7 +19,7 @@ IMAGENET_MEAN_BGR = (104.0, 117.0, 123.0)
 """Per-channel ImageNet mean on the 0..255 scale, BGR: BVLC GoogLeNet's ``mean_value``."""
 
 
-def net_spec():
+def net_spec() -> Any:
     """Caffe's own ``caffe.net_spec`` module (``NetSpec``, ``layers``, ``params``)."""
     import_caffe()
     from caffe import net_spec as spec
@@ -60,7 +65,8 @@ def learnable(lr_mult: float, decay_mult: float) -> dict:
     return {"lr_mult": lr_mult, "decay_mult": decay_mult}
 
 
-def start(n, phase: str, *, batch: int, image_size: int, train_batch: int, mean: tuple[float, ...]):
+def start(n: NetSpec, phase: str, *, batch: int, image_size: int, train_batch: int,
+          mean: tuple[float, ...]) -> Any:
     """Put the input of ``phase`` into the ``NetSpec`` ``n`` as ``n.data``; return ``n.label`` (None in deploy).
 
     deploy: an ``Input`` layer ``batch x 3 x image_size x image_size``.
@@ -86,7 +92,8 @@ def _data_layer(phase: str, batch: int, crop_size: int, mean: tuple[float, ...])
         data_param={"source": source, "batch_size": batch, "backend": spec.params.Data.LMDB})
 
 
-def finish(n, name: str, phase: str, *, image_size: int, test_batch: int, mean: tuple[float, ...]):
+def finish(n: NetSpec, name: str, phase: str, *, image_size: int, test_batch: int,
+           mean: tuple[float, ...]) -> NetParameter:
     """The ``NetParameter`` of ``n`` named ``name``.
 
     deploy: ``force_backward: true``, since B_l (Sec. 4.3) needs gradients

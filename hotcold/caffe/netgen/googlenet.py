@@ -9,10 +9,15 @@ net and into the train_val net (whose auxiliary heads ``loss1/*``,
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hotcold.caffe.netgen._common import (IMAGENET_MEAN_BGR, check_options, conv_size, finish, learnable,
                                           net_spec, pool_size, scaled, start)
 from hotcold.caffe.runtime import caffe_pb2
 from hotcold.caffe.solver import NET_PROTOTXT, SNAPSHOT_PREFIX
+
+if TYPE_CHECKING:
+    from caffe.proto.caffe_pb2 import NetParameter, SolverParameter
 
 NAME = "GoogleNet"
 """The ``name`` of BVLC's prototxts."""
@@ -39,7 +44,7 @@ MIN_IMAGE_SIZE = 47
 
 
 def googlenet(phase: str = "deploy", *, num_classes: int = 1000, width: float = 1.0, batch: int = 1,
-              image_size: int = 224, train_batch: int = 32, test_batch: int = 50):
+              image_size: int = 224, train_batch: int = 32, test_batch: int = 50) -> NetParameter:
     """BVLC GoogLeNet as a Caffe ``NetParameter``.
 
     Parameters
@@ -160,7 +165,7 @@ def googlenet(phase: str = "deploy", *, num_classes: int = 1000, width: float = 
     return finish(n, NAME, phase, image_size=image_size, test_batch=test_batch, mean=IMAGENET_MEAN_BGR)
 
 
-def quick_solver():
+def quick_solver() -> SolverParameter:
     """BVLC GoogLeNet's ``quick_solver.prototxt`` as a ``SolverParameter``, with hotcold's placeholders.
 
     The Model Zoo weights are its iteration-2,400,000 snapshot (60 epochs of

@@ -22,9 +22,14 @@ unless ``freeze_batch_norm`` is set.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hotcold.caffe.netgen._common import (IMAGENET_MEAN_BGR, check_options, conv_size, finish, learnable,
                                           net_spec, pool_size, scaled, start)
 from hotcold.caffe.runtime import caffe_pb2
+
+if TYPE_CHECKING:
+    from caffe.proto.caffe_pb2 import NetParameter
 
 NAME = "ResNet-152"
 STAGES = (
@@ -49,7 +54,7 @@ def block_names(blocks: int) -> list[str]:
 
 def resnet152(phase: str = "deploy", *, num_classes: int = 1000, width: float = 1.0, batch: int = 1,
               image_size: int = 224, train_batch: int = 32, test_batch: int = 50,
-              freeze_batch_norm: bool = False):
+              freeze_batch_norm: bool = False) -> NetParameter:
     """ResNet-152 as a Caffe ``NetParameter``.
 
     Parameters
@@ -78,8 +83,8 @@ def resnet152(phase: str = "deploy", *, num_classes: int = 1000, width: float = 
         Batch sizes of the TRAIN and TEST ``Data`` layers.
     freeze_batch_norm:
         train_val only: ``use_global_stats: true`` in TRAIN as well, i.e. keep
-        the released mean and variance and train only the ``Scale``
-        parameters. Use it to fine-tune with batches much smaller than the 32
+        the released mean and variance; the convolutions, ``Scale`` layers
+        and ``fc1000`` still learn. Use it to fine-tune with batches much smaller than the 32
         per GPU the model was trained with, where batch statistics are noisy.
     """
     check_options(phase, num_classes=num_classes, width=width, batch=batch, image_size=image_size,
