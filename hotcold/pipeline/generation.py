@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import shutil
 import time
@@ -184,8 +185,9 @@ def _run_chunks(classifier, images, labels, indices, methods, out: Path, *, net_
     complete = all((meta_dir / f"chunk_{c:06d}.csv").exists() for c in range(n_chunks))
     metadata = out / "metadata.csv"
     if complete:
-        parts = [(meta_dir / f"chunk_{c:06d}.csv").read_text() for c in range(n_chunks)]
-        atomic_write(metadata, records_csv(GeneratedBatch.empty()) + "".join(p.partition("\n")[2] for p in parts))
+        # One chunk in memory at a time (60,000 images x 25 types are 1.46M rows).
+        rows = ((meta_dir / f"chunk_{c:06d}.csv").read_text().partition("\n")[2] for c in range(n_chunks))
+        atomic_write(metadata, itertools.chain([records_csv(GeneratedBatch.empty())], rows))
     return GenerationSummary(out / "images.lmdb", metadata, stored, run, skipped,
                              time.perf_counter() - start_time, classifier.forward_passes - forwards_before)
 
@@ -204,9 +206,10 @@ def merge_unit(run: Path, inputs: dict, *, out: str) -> dict:
         for shard in shards:
             for batch in iter_datum_lmdb(run / shard["lmdb"]):
                 db.append(batch.images, batch.labels, batch.keys)
-    texts = [(run / shard["metadata"]).read_text() for shard in shards]
-    atomic_write(run / out / "metadata.csv", texts[0].partition("\n")[0] + "\n" +
-                 "".join(t.partition("\n")[2] for t in texts))
+    with open(run / shards[0]["metadata"]) as fh:
+        header = fh.readline()
+    rows = ((run / shard["metadata"]).read_text().partition("\n")[2] for shard in shards)
+    atomic_write(run / out / "metadata.csv", itertools.chain([header], rows))
     return {"lmdb": f"{out}/images.lmdb", "metadata": f"{out}/metadata.csv",
             "images": sum(s["images"] for s in shards), "forward_calls": sum(s["forward_calls"] for s in shards)}
 
