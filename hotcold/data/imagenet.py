@@ -188,7 +188,8 @@ def convert_image_folder(root: str | os.PathLike, out_lmdb: str | os.PathLike, *
     width = max(8, len(str(len(entries))))
     listing = hashlib.sha256("".join(f"{name}\t{label}\n" for name, label in entries).encode()).hexdigest()[:16]
     record = {"kind": "hotcold imagenet split", "root": str(root.absolute()), "files": len(entries),
-              "listing": listing, "chunk": CHUNK, "classes": len(classes), "size": size, "shorter_side": shorter_side, "shuffle": shuffle, "seed": seed}
+              "listing": listing, "chunk": CHUNK, "classes": len(classes), "size": size,
+              "shorter_side": shorter_side, "shuffle": shuffle, "seed": seed}
     skipped_path = out_lmdb.with_name(out_lmdb.name + "_skipped.tsv")
     chunks_dir = out_lmdb.with_name(out_lmdb.name + "_chunks")
     with DirectoryLock(chunks_dir, f"convert {root}"):

@@ -49,7 +49,8 @@ def infimnist_units(exp: Experiment, base: list[str], local: dict) -> tuple[list
         key = f"infimnist/train/net{i}"
         units.append(Unit(key, train_unit, {
             "model": exp.model, "index": i, "seed": exp.seed + i, "iterations": m.iterations,
-            "snapshot_every": min(exp.train.snapshot_every, m.iterations), "row": row_name(m.samples, original=m.data is not None)},
+            "snapshot_every": min(exp.train.snapshot_every, m.iterations),
+            "row": row_name(m.samples, original=m.data is not None)},
             needs=("data", DATA), owns=(f"infimnist/net{i}", f"infimnist/order_net{i}.lmdb"), local=local))
         units.append(Unit(f"evaluate/infimnist/net{i}", evaluate_unit, {"model": exp.model},
                           needs=("evaluate/testset", key), local=local))
